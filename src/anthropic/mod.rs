@@ -1,0 +1,7 @@
+//! The Anthropic Messages API as Claude Code speaks it: request types, error bodies, SSE events.
+
+pub mod error;
+pub mod sse;
+pub mod types;
+
+pub use error::{ApiError, ErrorKind};

@@ -1,0 +1,1 @@
+//! Request classification (in progress).

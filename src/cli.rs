@@ -1,0 +1,124 @@
+//! The command line: `ccr start | tui | demo | check | status`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Run Claude Code on several Kiro / CodeWhisperer accounts at once.
+///
+/// ccr is an Anthropic-compatible proxy with a load balancer, health checks, circuit breakers and
+/// a live dashboard. Point Claude Code at it with
+/// `ANTHROPIC_BASE_URL=http://127.0.0.1:3456` and any `ANTHROPIC_API_KEY`.
+#[derive(Debug, Parser)]
+#[command(name = "ccr", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy headless; logs go to stderr.
+    ///
+    /// Config lookup: --config, else $CCR_CONFIG, else ~/.claude-code-router/config.json,
+    /// else the built-in default.
+    Start(StartArgs),
+    /// Run the proxy with the live dashboard in this terminal.
+    Tui(TuiArgs),
+    /// The dashboard against simulated CodeWhisperer upstreams and synthetic Claude Code
+    /// traffic: no account needed. Demo keys inject faults into the selected upstream.
+    Demo(DemoArgs),
+    /// Validate a config and print the resolved routing table; exits non-zero on errors.
+    Check(ConfigArgs),
+    /// Print a running instance's load-balancing state.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Config file (JSON). Default: $CCR_CONFIG, else ~/.claude-code-router/config.json, else built in.
+    #[arg(long, short = 'c', value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListenArgs {
+    /// Listen address, overriding `server.host`.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Listen port, overriding `server.port` (0 picks a free port).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    /// Also print a compact load-balancing status table at start, on every health, breaker or
+    /// drain change, and every few seconds.
+    #[arg(long)]
+    pub show_lb_status: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TuiArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub listen: ListenArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    /// No dashboard: run for --duration and print the status table like `start --show-lb-status`.
+    #[arg(long)]
+    pub headless: bool,
+    /// How long a headless demo runs, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub duration: u64,
+    /// Seed for the traffic generator and fault injection (same seed, same traffic).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Base URL of the running instance. Default: the address in the config.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_seed_invocation() {
+        let cli = Cli::try_parse_from([
+            "ccr",
+            "start",
+            "--config=codewhisperer-load-balancing.json",
+            "--show-lb-status",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Start(a) => {
+                assert!(a.show_lb_status);
+                assert_eq!(a.config.config.unwrap(), PathBuf::from("codewhisperer-load-balancing.json"));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The Kiro / CodeWhisperer provider: Anthropic ↔ `generateAssistantResponse` conversion,
+//! AWS event-stream decoding, token handling and the HTTP client.
+//!
+//! See `docs` in the README and the protocol notes for the wire format.
+
+pub mod convert;
+pub mod events;
+pub mod eventstream;
+pub mod models;
+pub mod stream;
