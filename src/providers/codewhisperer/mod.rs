@@ -3,8 +3,10 @@
 //!
 //! See `docs` in the README and the protocol notes for the wire format.
 
+pub mod client;
 pub mod convert;
 pub mod events;
 pub mod eventstream;
 pub mod models;
 pub mod stream;
+pub mod token;
