@@ -1,1 +1,480 @@
-//! Load balancing (in progress).
+//! The load balancer core (design §6–§7): strategies, peak-EWMA latency, circuit breakers, active
+//! health checks, concurrency caps with a bounded wait queue, operator commands and snapshots.
+//!
+//! It knows nothing about HTTP, the terminal or the JSON config: the caller maps its config into a
+//! [`BalancerSpec`], asks [`Balancer::select`] for a [`Lease`] per attempt, reports the attempt's
+//! outcome on the lease, and reads [`Balancer::snapshot`] for display.
+//!
+//! All runtime state sits behind one `std::sync::Mutex`, held for a few microseconds and never
+//! across an `.await`. All timing uses `tokio::time`, so every behaviour here is tested on paused
+//! time.
+//!
+//! Eligibility, in the order the checks are made: not drained, not cooling down after a 429, not
+//! out of quota, breaker admits (half-open: one probe), in-flight below the cap, and — for rules
+//! with `health_check` — not marked unhealthy by active checks. When nothing is eligible:
+//!
+//! 1. if some candidates are blocked *only* by health checks and none merely by capacity, they are
+//!    used anyway (a broken probe must not black-hole traffic), with a warning;
+//! 2. else if some are blocked only by capacity, the request waits (bounded queue) for a release,
+//!    then fails with [`SelectError::Overloaded`];
+//! 3. else if every candidate's breaker refuses: [`SelectError::AllOpen`] with a retry hint;
+//! 4. else [`SelectError::Unavailable`].
+
+mod breaker;
+mod command;
+mod ewma;
+mod health;
+mod snapshot;
+mod spec;
+mod state;
+mod strategy;
+mod util;
+
+pub use breaker::{Admission, Breaker, BreakerState};
+pub use command::{Command, CommandError};
+pub use ewma::PeakEwma;
+pub use health::{MIN_HEALTH_INTERVAL, ProbeFn, spawn_health_loop};
+pub use snapshot::{
+    BalancerSnapshot, BlockReason, BreakerSnapshot, Counters, ErrorSnapshot, HealthSnapshot, HealthStatus,
+    LatencySample, LatencySnapshot, ProviderSnapshot, QueueSnapshot, RuleProviderSnapshot, RuleSnapshot,
+    SampleSource,
+};
+pub use spec::{
+    BalancerSpec, BreakerParams, DEFAULT_LATENCY_DECAY, DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT,
+    DEFAULT_TTFB, HealthParams, ProviderSpec, RuleSpec, StrategyKind,
+};
+pub use state::{
+    DEFAULT_CATEGORY, DEFAULT_COOLDOWN, DEFAULT_QUOTA_BACKOFF, HALF_OPEN_RETRY, MAX_COOLDOWN, MIN_COOLDOWN,
+};
+pub use strategy::{Candidate, StrategyState, response_time_cost};
+
+use command::Effect;
+use state::{Attempt, Outcome, Picked, State};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+/// Why an attempt failed, as the caller reports it on the [`Lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Could not connect (refused, reset, DNS, TLS).
+    Connect,
+    /// No first byte (or no progress) within the timeout.
+    Timeout,
+    /// The upstream answered 5xx.
+    Status5xx(u16),
+    /// The upstream answered 429; the provider cools down for `retry_after` (clamped to
+    /// [`MIN_COOLDOWN`]..=[`MAX_COOLDOWN`], [`DEFAULT_COOLDOWN`] when absent).
+    RateLimited { retry_after: Option<Duration> },
+    /// Credentials rejected even after a refresh.
+    Auth,
+    /// The account's quota is used up; it is out until `until` (or [`DEFAULT_QUOTA_BACKOFF`]).
+    /// Not a breaker failure: the exclusion already keeps it out.
+    QuotaExhausted { until: Option<Instant> },
+    /// The upstream broke the protocol (corrupt frame, unexpected event).
+    Protocol,
+}
+
+impl FailureKind {
+    /// Whether this failure counts toward opening the breaker (design §7).
+    pub fn counts_against_breaker(&self) -> bool {
+        !matches!(self, FailureKind::QuotaExhausted { .. })
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureKind::Connect => f.write_str("connect error"),
+            FailureKind::Timeout => f.write_str("timeout"),
+            FailureKind::Status5xx(code) => write!(f, "upstream status {code}"),
+            FailureKind::RateLimited { .. } => f.write_str("rate limited"),
+            FailureKind::Auth => f.write_str("authentication failed"),
+            FailureKind::QuotaExhausted { .. } => f.write_str("quota exhausted"),
+            FailureKind::Protocol => f.write_str("protocol error"),
+        }
+    }
+}
+
+/// Why [`Balancer::select`] found no provider.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    /// Neither the category nor `default` has a rule.
+    #[error("no routing rule for category {0:?} and no default rule")]
+    NoRule(String),
+    /// Every provider of the rule has already been tried by this request (or the rule has none).
+    #[error("no untried provider left for category {category:?}")]
+    NoCandidates { category: String },
+    /// Every usable provider stayed at its concurrency cap for the whole queue timeout, or the
+    /// wait queue was full. Maps to 529 `overloaded_error`.
+    #[error("all providers are at capacity (waited {} ms)", waited.as_millis())]
+    Overloaded { waited: Duration },
+    /// Every remaining provider's circuit breaker is open. Maps to 503 with `Retry-After`.
+    #[error("all circuit breakers are open; retry in {} ms", retry_after.as_millis())]
+    AllOpen { retry_after: Duration },
+    /// Nothing can serve now: drained, cooling down, out of quota, or a mix with open breakers.
+    /// `retry_after` is when one of them comes back by itself, if any will.
+    #[error("no provider is available (drained, cooling down or out of quota)")]
+    Unavailable { retry_after: Option<Duration> },
+}
+
+/// The load balancer: shared runtime state plus the signals around it. Cheap to share as `Arc`.
+#[derive(Debug)]
+pub struct Balancer {
+    state: Mutex<State>,
+    /// Signalled when a lease ends or a provider may have become eligible: wakes queued selects.
+    released: Notify,
+    /// The change counter published to snapshot readers.
+    changes: watch::Sender<u64>,
+    /// Bumped on every reconfigure, for the health loop.
+    reconfigured: watch::Sender<u64>,
+    /// Wakes the health loop when the operator asks for a check.
+    health_wake: Notify,
+    started: Instant,
+    started_at_unix_ms: u64,
+}
+
+impl Balancer {
+    /// A balancer for `spec`, with fresh state.
+    pub fn new(spec: BalancerSpec) -> Arc<Balancer> {
+        let now = Instant::now();
+        let started_at_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Arc::new(Balancer {
+            state: Mutex::new(State::new(spec, now)),
+            released: Notify::new(),
+            changes: watch::channel(0).0,
+            reconfigured: watch::channel(0).0,
+            health_wake: Notify::new(),
+            started: now,
+            started_at_unix_ms,
+        })
+    }
+
+    /// The state, even if a panic elsewhere poisoned the lock (the state stays consistent: every
+    /// critical section is a handful of field updates).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that the state changed.
+    fn bump(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Picks a provider for `category`'s rule (else the `default` rule), skipping `excluded`
+    /// (providers this request already tried). See the module docs for eligibility and the
+    /// order of fallbacks. Waits only when every usable candidate is at capacity: at most
+    /// `queue_timeout`, and only if fewer than `max_queue` requests are already waiting.
+    pub async fn select(self: &Arc<Self>, category: &str, excluded: &[String]) -> Result<Lease, SelectError> {
+        let start = Instant::now();
+        let mut deadline: Option<Instant> = None;
+        let mut slot: Option<QueueSlot<'_>> = None;
+        loop {
+            // Register for a release before looking, so one that happens in between is not missed.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+
+            let now = Instant::now();
+            let attempt = {
+                let mut st = self.lock();
+                let attempt = st.try_pick(category, excluded, now);
+                if matches!(attempt, Attempt::Wait) && slot.is_none() {
+                    if st.waiting >= st.spec.max_queue {
+                        return Err(SelectError::Overloaded { waited: now - start });
+                    }
+                    st.waiting += 1;
+                    slot = Some(QueueSlot { balancer: self });
+                }
+                if deadline.is_none() {
+                    deadline = Some(util::later(start, st.spec.queue_timeout));
+                }
+                attempt
+            };
+            match attempt {
+                Attempt::Picked(picked) => {
+                    drop(slot);
+                    self.bump();
+                    return Ok(Lease {
+                        balancer: Arc::clone(self),
+                        picked,
+                        category: category.to_owned(),
+                        attempt: excluded.len() + 1,
+                        started: now,
+                        queued: now - start,
+                        first_byte: None,
+                        done: false,
+                    });
+                }
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Wait => {
+                    let deadline = deadline.unwrap_or(now);
+                    if now >= deadline {
+                        return Err(SelectError::Overloaded { waited: now - start });
+                    }
+                    self.bump();
+                    // Either a release wakes us or the deadline passes; both lead to one more look.
+                    let _ = tokio::time::timeout_at(deadline, released).await;
+                }
+            }
+        }
+    }
+
+    /// How many providers `category`'s rule can pick from: the bound for failover attempts.
+    pub fn rule_provider_count(&self, category: &str) -> usize {
+        self.lock().rule_for(category).map_or(0, |r| r.candidates.len())
+    }
+
+    /// Whether a failed attempt for `category` may be retried on another provider: the rule has
+    /// `failover`, or it is `single` with a fallback.
+    pub fn rule_failover(&self, category: &str) -> bool {
+        self.lock().rule_for(category).is_some_and(|r| {
+            r.spec.failover || (r.spec.strategy == StrategyKind::Single && r.spec.fallback.is_some())
+        })
+    }
+
+    /// The strategy of the rule serving `category`.
+    pub fn rule_strategy(&self, category: &str) -> Option<StrategyKind> {
+        self.lock().rule_kind(category)
+    }
+
+    /// The category whose rule serves `category` (itself, else `default`), if any.
+    pub fn rule_category(&self, category: &str) -> Option<String> {
+        self.lock().rule_for(category).map(|r| r.spec.category.clone())
+    }
+
+    /// Applies an operator command: the one path for the dashboard and the admin API. Returns a
+    /// one-line description of what changed.
+    pub fn apply(&self, cmd: Command) -> Result<String, CommandError> {
+        let (message, effect) = self.lock().apply(cmd, Instant::now())?;
+        self.bump();
+        match effect {
+            Effect::None => {}
+            Effect::WakeWaiters => self.released.notify_waiters(),
+            Effect::WakeHealth => self.health_wake.notify_one(),
+        }
+        Ok(message)
+    }
+
+    /// Hot reload: swaps providers and rules in one step. Providers that persist keep their live
+    /// state (latency estimate, breaker, health, in-flight, counters, drain, cooldowns) and their
+    /// weight override unless their configured weight changed; rules that persist keep pick
+    /// counts, strategy state (when strategy and candidates are unchanged) and per-provider
+    /// overrides (unless the rule's configured weight for that provider changed).
+    pub fn reconfigure(&self, spec: BalancerSpec) {
+        self.lock().reconfigure(spec, Instant::now());
+        self.reconfigured.send_modify(|v| *v = v.wrapping_add(1));
+        self.bump();
+        self.released.notify_waiters();
+    }
+
+    /// Records an active health-check result for provider `id`: `retries` consecutive failures
+    /// mark it unhealthy, one success marks it healthy. A success's latency joins the provider's
+    /// latency history (tagged as a probe; it does not feed the request latency estimate).
+    pub fn record_probe(&self, id: &str, result: Result<Duration, String>) {
+        let known = self.lock().record_probe(id, result, Instant::now());
+        if known {
+            self.bump();
+            self.released.notify_waiters();
+        } else {
+            tracing::debug!(provider = %id, "health result for a provider no longer configured: ignored");
+        }
+    }
+
+    /// A plain-data copy of the whole state.
+    pub fn snapshot(&self) -> BalancerSnapshot {
+        let version = *self.changes.borrow();
+        let mut st = self.lock();
+        snapshot::build(&mut st, Instant::now(), self.started, self.started_at_unix_ms, version)
+    }
+
+    /// A version counter bumped on every state change, for a publisher that rate-limits snapshots.
+    /// Time-driven changes (a breaker's reset timeout ending, a cooldown ending) bump nothing: see
+    /// [`Balancer::next_timed_change`].
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The next instant at which state changes by the passage of time alone (a breaker turning
+    /// half-open, a cooldown or quota exclusion ending): a publisher should also refresh then.
+    pub fn next_timed_change(&self) -> Option<Instant> {
+        self.lock().next_timed_change(Instant::now())
+    }
+
+    /// When the balancer was created.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    // --- for the health loop ---
+
+    fn health_targets(&self) -> Vec<(String, HealthParams)> {
+        self.lock().health_targets()
+    }
+
+    fn take_check_now(&self) -> BTreeSet<String> {
+        std::mem::take(&mut self.lock().check_now)
+    }
+
+    fn set_next_check(&self, id: &str, at: Option<Instant>) {
+        if let Some(p) = self.lock().provider_mut(id) {
+            p.health.next_check = at;
+        }
+    }
+
+    fn subscribe_reconfigured(&self) -> watch::Receiver<u64> {
+        self.reconfigured.subscribe()
+    }
+
+    fn finish_lease(&self, lease: &Lease, outcome: Outcome) {
+        let now = Instant::now();
+        self.lock().finish(
+            &lease.picked.provider,
+            lease.picked.uid,
+            &lease.category,
+            lease.picked.probe,
+            lease.first_byte.is_some(),
+            now.saturating_duration_since(lease.started),
+            outcome,
+            now,
+        );
+        self.bump();
+        self.released.notify_waiters();
+    }
+}
+
+/// A place in the capacity queue, given back on drop (also when the waiting select is cancelled).
+struct QueueSlot<'a> {
+    balancer: &'a Balancer,
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        let mut st = self.balancer.lock();
+        st.waiting = st.waiting.saturating_sub(1);
+    }
+}
+
+/// One attempt's hold on a provider: counts it in flight from [`Balancer::select`] until the
+/// outcome is reported or the lease is dropped (the client went away), exactly once either way.
+///
+/// Report the first upstream byte with [`Lease::first_byte`] (this decides a half-open probe and
+/// feeds the latency estimate), then end with [`Lease::success`], [`Lease::failure`] or
+/// [`Lease::neutral`]. Dropping it without an outcome counts as neutral.
+#[derive(Debug)]
+pub struct Lease {
+    balancer: Arc<Balancer>,
+    picked: Picked,
+    category: String,
+    attempt: usize,
+    started: Instant,
+    queued: Duration,
+    first_byte: Option<Duration>,
+    done: bool,
+}
+
+impl Lease {
+    /// The provider's id.
+    pub fn id(&self) -> &str {
+        &self.picked.provider
+    }
+
+    /// The category the request was classified as.
+    pub fn category(&self) -> &str {
+        &self.category
+    }
+
+    /// The category of the rule that picked (the category's own, or `default`).
+    pub fn rule(&self) -> &str {
+        &self.picked.rule
+    }
+
+    /// Which attempt of the request this is (1 for the first; one more per excluded provider).
+    pub fn attempt(&self) -> usize {
+        self.attempt
+    }
+
+    /// Whether this request is its provider's half-open breaker probe.
+    pub fn is_probe(&self) -> bool {
+        self.picked.probe.is_some()
+    }
+
+    /// Whether the provider was used although health checks mark it unhealthy, because every
+    /// remaining candidate was.
+    pub fn health_override(&self) -> bool {
+        self.picked.health_override
+    }
+
+    /// How long the selection waited for capacity.
+    pub fn queued(&self) -> Duration {
+        self.queued
+    }
+
+    /// When the lease was granted.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The reported time to first byte, if any.
+    pub fn ttfb(&self) -> Option<Duration> {
+        self.first_byte
+    }
+
+    /// Reports the first upstream frame, `ttfb` after the request was sent. Feeds the latency
+    /// estimate and, for a half-open probe, closes the breaker. Later calls are ignored.
+    pub fn first_byte(&mut self, ttfb: Duration) {
+        if self.first_byte.is_some() || self.done {
+            return;
+        }
+        self.first_byte = Some(ttfb);
+        self.balancer.lock().first_byte(
+            &self.picked.provider,
+            self.picked.uid,
+            self.picked.probe,
+            ttfb,
+            Instant::now(),
+        );
+        self.balancer.bump();
+    }
+
+    /// The answer completed. `total` is the whole request time (used as the latency sample when
+    /// no first byte was reported).
+    pub fn success(mut self, total: Duration) {
+        self.end(Outcome::Success { total });
+    }
+
+    /// The attempt failed for the provider's reasons. `detail` is a short description for the
+    /// dashboard; it must not contain credentials.
+    pub fn failure(mut self, kind: FailureKind, detail: &str) {
+        self.end(Outcome::Failure { kind, detail: detail.to_owned() });
+    }
+
+    /// The attempt ended without saying anything about the provider (a 400 validation error, a
+    /// client that went away).
+    pub fn neutral(mut self) {
+        self.end(Outcome::Neutral);
+    }
+
+    fn end(&mut self, outcome: Outcome) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let balancer = Arc::clone(&self.balancer);
+        balancer.finish_lease(self, outcome);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.end(Outcome::Neutral);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! Operator commands: the one path by which the dashboard and the admin API change the balancer.
+
+use super::state::State;
+use tokio::time::Instant;
+
+/// An operator command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Sets a run-time weight: for one rule when `rule` is given, else for the provider in every
+    /// rule that has no rule-level override. Setting the weight the provider would have without
+    /// the override removes the override.
+    SetWeight { provider: String, rule: Option<String>, weight: u32 },
+    /// Takes a provider out of rotation (forced failover); requests in flight finish.
+    Drain(String),
+    /// Puts a drained provider back.
+    Undrain(String),
+    /// Closes the breaker and clears the failure window, a 429 cooldown and a quota exclusion.
+    ResetBreaker(String),
+    /// Runs the provider's health check now.
+    CheckNow(String),
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// No provider has this id.
+    #[error("unknown provider {0:?}")]
+    UnknownProvider(String),
+    /// No rule has this category.
+    #[error("unknown rule {0:?}")]
+    UnknownRule(String),
+    /// The provider is not one the rule can pick.
+    #[error("provider {provider:?} is not in rule {rule:?}")]
+    NotInRule { provider: String, rule: String },
+    /// `CheckNow` for a provider without active health checks.
+    #[error("provider {0:?} has no health check configured")]
+    NoHealthCheck(String),
+}
+
+/// What the balancer must do after a command besides bumping the change counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Nothing more.
+    None,
+    /// A provider may have become eligible: wake queued selections.
+    WakeWaiters,
+    /// Wake the health loop.
+    WakeHealth,
+}
+
+impl State {
+    /// Applies a command, returning a one-line description of what changed.
+    pub(crate) fn apply(&mut self, cmd: Command, now: Instant) -> Result<(String, Effect), CommandError> {
+        match cmd {
+            Command::SetWeight { provider, rule: None, weight } => {
+                let p = self
+                    .provider_mut(&provider)
+                    .ok_or_else(|| CommandError::UnknownProvider(provider.clone()))?;
+                let before = p.base_weight();
+                p.weight_override = (weight != p.spec.weight).then_some(weight);
+                Ok((format!("{provider}: weight {before} -> {weight} (all rules)"), Effect::None))
+            }
+            Command::SetWeight { provider, rule: Some(rule), weight } => {
+                let ri =
+                    *self.rule_index.get(&rule).ok_or_else(|| CommandError::UnknownRule(rule.clone()))?;
+                let pi = *self
+                    .provider_index
+                    .get(&provider)
+                    .ok_or_else(|| CommandError::UnknownProvider(provider.clone()))?;
+                let (Some(r), Some(p)) = (self.rules.get_mut(ri), self.providers.get(pi)) else {
+                    return Err(CommandError::UnknownProvider(provider));
+                };
+                if !r.candidates.contains(&provider) {
+                    return Err(CommandError::NotInRule { provider, rule });
+                }
+                let before = r.weight(p);
+                if weight == r.base_weight(p) {
+                    r.overrides.remove(&provider);
+                } else {
+                    r.overrides.insert(provider.clone(), weight);
+                }
+                Ok((format!("{provider}: weight {before} -> {weight} (rule {rule})"), Effect::None))
+            }
+            Command::Drain(provider) => {
+                let p = self
+                    .provider_mut(&provider)
+                    .ok_or_else(|| CommandError::UnknownProvider(provider.clone()))?;
+                let was = std::mem::replace(&mut p.drained, true);
+                tracing::info!(provider = %provider, "drained by operator");
+                let msg = if was { "already drained" } else { "drained: new requests fail over" };
+                Ok((format!("{provider}: {msg}"), Effect::None))
+            }
+            Command::Undrain(provider) => {
+                let p = self
+                    .provider_mut(&provider)
+                    .ok_or_else(|| CommandError::UnknownProvider(provider.clone()))?;
+                let was = std::mem::replace(&mut p.drained, false);
+                tracing::info!(provider = %provider, "undrained by operator");
+                let msg = if was { "back in rotation" } else { "was not drained" };
+                Ok((format!("{provider}: {msg}"), Effect::WakeWaiters))
+            }
+            Command::ResetBreaker(provider) => {
+                let p = self
+                    .provider_mut(&provider)
+                    .ok_or_else(|| CommandError::UnknownProvider(provider.clone()))?;
+                let mut cleared = Vec::new();
+                if let Some(b) = p.breaker.as_mut() {
+                    let state = b.state(now);
+                    b.reset();
+                    cleared.push(format!("breaker {} -> CLOSED", state.as_str()));
+                }
+                if p.cooldown_until.take().is_some_and(|t| t > now) {
+                    cleared.push("cooldown cleared".to_owned());
+                }
+                if p.quota_until.take().is_some_and(|t| t > now) {
+                    cleared.push("quota exclusion cleared".to_owned());
+                }
+                if cleared.is_empty() {
+                    cleared.push("no breaker configured, nothing to clear".to_owned());
+                }
+                tracing::info!(provider = %provider, "breaker reset by operator");
+                Ok((format!("{provider}: {}", cleared.join(", ")), Effect::WakeWaiters))
+            }
+            Command::CheckNow(provider) => {
+                let p = self
+                    .provider(&provider)
+                    .ok_or_else(|| CommandError::UnknownProvider(provider.clone()))?;
+                if p.spec.health.is_none() {
+                    return Err(CommandError::NoHealthCheck(provider));
+                }
+                self.check_now.insert(provider.clone());
+                if let Some(p) = self.provider_mut(&provider) {
+                    p.health.next_check = Some(now);
+                }
+                Ok((format!("{provider}: health check requested"), Effect::WakeHealth))
+            }
+        }
+    }
+}
