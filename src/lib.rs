@@ -13,6 +13,7 @@
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
 
 pub mod anthropic;
+pub mod app;
 pub mod balancer;
 pub mod classify;
 pub mod cli;
@@ -20,4 +21,5 @@ pub mod config;
 pub mod demo;
 pub mod providers;
 pub mod server;
+pub mod status;
 pub mod tui;

@@ -1,7 +1,8 @@
 //! The `ccr` binary: install error reporting, parse the command line, run one command.
 
-use ccr::cli::{Cli, Command, ConfigArgs};
-use ccr::config;
+use ccr::app::{self, ListenOverride};
+use ccr::cli::{Cli, Command, ConfigArgs, ListenArgs, StartArgs};
+use ccr::config::{self, Config, ConfigSource};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -12,11 +13,69 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check(&args),
-        Command::Start(_) => not_built("start"),
+        Command::Start(args) => start(args),
         Command::Tui(_) => not_built("tui"),
         Command::Demo(_) => not_built("demo"),
         Command::Status(_) => not_built("status"),
     }
+}
+
+/// Load the config for a serving command, or print its problems. Nothing else has started yet.
+fn load_config(args: &ConfigArgs) -> Result<(Config, ConfigSource), ExitCode> {
+    let source = config::locate(args.config.as_deref());
+    match config::load(&source) {
+        Ok((cfg, _)) => Ok((cfg, source)),
+        Err(e) => {
+            eprintln!("{}", render_config_error(&e));
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn listen(args: &ListenArgs) -> ListenOverride {
+    ListenOverride { host: args.host.clone(), port: args.port }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}
+
+fn init_stderr_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CCR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// `ccr start`: the headless proxy until Ctrl-C.
+fn start(args: StartArgs) -> ExitCode {
+    let (cfg, source) = match load_config(&args.config) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    init_stderr_logs();
+    eprintln!("{}", source.notice());
+    let print_env = cfg.input.default_instance;
+    runtime().block_on(async move {
+        let running = match app::launch(cfg, source, listen(&args.listen)).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!("listening on {}", running.base_url());
+        if print_env {
+            eprintln!("point Claude Code here:\n  export ANTHROPIC_BASE_URL={}\n  export ANTHROPIC_API_KEY=any-value", running.base_url());
+        }
+        let status = args.show_lb_status.then(|| ccr::status::spawn_printer(&running));
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        if let Some(task) = status {
+            task.abort();
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 fn not_built(what: &str) -> ExitCode {

@@ -155,10 +155,10 @@ impl Config {
         u32::try_from(w.max(0)).unwrap_or(u32::MAX)
     }
 
-    /// The strategy a rule effectively runs (`routing.strategy: first-available` turns every
-    /// rule into an ordered failover list).
+    /// The strategy a rule effectively runs (`routing.strategy: fixed` makes every rule
+    /// `single`).
     pub fn effective_strategy(&self, rule: &Rule) -> Strategy {
-        if self.routing.strategy == "first-available" {
+        if self.routing.strategy == "fixed" {
             return Strategy::Single;
         }
         Strategy::parse(&rule.load_balancing.strategy).unwrap_or(Strategy::RoundRobin)
@@ -167,7 +167,6 @@ impl Config {
     /// Whether a rule retries failed requests on its next provider.
     pub fn effective_failover(&self, rule: &Rule) -> bool {
         rule.load_balancing.failover
-            || self.routing.strategy == "first-available"
             || (self.effective_strategy(rule) == Strategy::Single && rule.load_balancing.fallback.is_some())
     }
 

@@ -83,7 +83,7 @@ impl fmt::Display for Strategy {
 }
 
 /// The whole config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Config {
     /// Shown in the dashboard header and by `ccr check`.
@@ -108,7 +108,7 @@ pub(crate) const CONFIG_KEYS: &[&str] =
     &["name", "description", "input", "output", "routing", "providers", "server", "monitoring"];
 
 /// `input`: what the proxy accepts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Input {
     /// Only `"anthropic"` (the Messages API) is spoken.
@@ -128,7 +128,7 @@ impl Default for Input {
 }
 
 /// `output`: what the proxy answers in.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Output {
     /// Only `"anthropic"` (Messages API JSON and SSE).
@@ -144,12 +144,12 @@ impl Default for Output {
 }
 
 /// `routing`: categories → rules.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Routing {
     /// `"load-balancing"` (default): each rule balances over its providers with its own strategy.
-    /// `"first-available"`: every rule sends to its first eligible provider in list order and fails
-    /// over down the list, ignoring the rules' strategies and weights.
+    /// `"fixed"`: no balancing; every category goes to its rule's first provider (Use Case 2's
+    /// model separation), falling back to the rule's `fallback` when one is set.
     #[serde(default = "load_balancing")]
     pub strategy: String,
     pub rules: IndexMap<String, Rule>,
@@ -164,10 +164,10 @@ pub struct Routing {
 pub(crate) const ROUTING_KEYS: &[&str] =
     &["strategy", "rules", "longContextThreshold", "backgroundMaxTokens"];
 
-pub const ROUTING_STRATEGIES: [&str; 2] = ["load-balancing", "first-available"];
+pub const ROUTING_STRATEGIES: [&str; 2] = ["load-balancing", "fixed"];
 
 /// `routing.rules.<category>`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rule {
     /// Provider ids, in priority order.
@@ -181,7 +181,7 @@ pub struct Rule {
 pub(crate) const RULE_KEYS: &[&str] = &["providers", "model", "loadBalancing"];
 
 /// `routing.rules.<category>.loadBalancing`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoadBalancing {
     /// Parsed and checked in validation so a typo gets a suggestion.
@@ -216,7 +216,7 @@ impl Default for LoadBalancing {
 }
 
 /// `providers.<id>`: one Kiro / CodeWhisperer account.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Provider {
     /// `"aws"` (the seed's name) or `"codewhisperer"`.
@@ -319,7 +319,7 @@ impl Provider {
 }
 
 /// `providers.<id>.healthCheck`: active probing.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthCheck {
     #[serde(default = "yes")]
@@ -350,7 +350,7 @@ impl HealthCheck {
 }
 
 /// `providers.<id>.circuitBreaker`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CircuitBreaker {
     #[serde(default = "yes")]
@@ -380,7 +380,7 @@ impl Default for CircuitBreaker {
 }
 
 /// `providers.<id>.metrics`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metrics {
     /// Record latency history and Prometheus histograms for this provider.
@@ -399,7 +399,7 @@ impl Default for Metrics {
 }
 
 /// `server`: where the proxy listens.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Server {
     #[serde(default = "default_host")]
@@ -428,7 +428,7 @@ impl Default for Server {
 }
 
 /// `monitoring`: the JSON / Prometheus endpoints.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Monitoring {
     /// Serve the monitoring endpoints at all.

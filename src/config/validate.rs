@@ -293,7 +293,10 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         if let Some(fb) = &lb.fallback {
             if !config.providers.contains_key(fb) {
                 bad(join(&lp, "fallback"), undefined_provider(fb, &ids));
-            } else if strategy.is_some() && strategy != Some(Strategy::Single) {
+            } else if strategy.is_some()
+                && strategy != Some(Strategy::Single)
+                && config.routing.strategy != "fixed"
+            {
                 bad(
                     join(&lp, "fallback"),
                     format!("only applies to the `single` strategy (this rule uses `{}`)", lb.strategy),

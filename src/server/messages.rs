@@ -1,0 +1,352 @@
+//! `POST /v1/messages` and `POST /v1/messages/count_tokens`.
+//!
+//! Flow (design §4): read the body under the limit, parse once, classify, convert once, then
+//! pick a provider and send. Until the first byte has gone to the client, a provider failure is
+//! recorded and the request moves to the next eligible provider of its rule; a 400 is the
+//! request's fault and is returned as is. Streaming answers are translated frame by frame as
+//! they arrive; a non-streaming answer is collected and, since nothing reached the client yet,
+//! a failure part-way through still fails over.
+
+use super::runtime::{Live, Runtime};
+use crate::anthropic::types::{MessagesRequest, parse_request};
+use crate::anthropic::{ApiError, ErrorKind};
+use crate::balancer::{FailureKind, Lease, SelectError};
+use crate::classify::classify;
+use crate::config::Category;
+use crate::providers::codewhisperer::client::{EventStream, UpstreamError, UpstreamErrorKind};
+use crate::providers::codewhisperer::convert::{ConvertOptions, Converted, convert};
+use crate::providers::codewhisperer::events::KiroEvent;
+use crate::providers::codewhisperer::models::context_window;
+use crate::providers::codewhisperer::stream::{
+    MessageAggregator, ResponseOptions, SseTranslator, new_message_id,
+};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Keep-alive `ping` interval while an answer streams (protocol notes §5.5).
+pub const PING_INTERVAL: Duration = Duration::from_secs(25);
+
+/// What the client is told about routing, on every answer.
+#[derive(Debug, Clone)]
+struct Route {
+    category: Category,
+    provider: Option<String>,
+    attempts: usize,
+}
+
+impl Route {
+    fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert("x-ccr-category", HeaderValue::from_static(self.category.as_str()));
+        if let Some(p) = self.provider.as_deref().and_then(|p| HeaderValue::from_str(p).ok()) {
+            headers.insert("x-ccr-provider", p);
+        }
+        headers.insert("x-ccr-attempts", HeaderValue::from(self.attempts));
+    }
+
+    fn respond(&self, mut response: Response) -> Response {
+        self.apply(response.headers_mut());
+        response
+    }
+}
+
+/// Read the whole body, refusing more than `limit` bytes with an Anthropic 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut too_large = false;
+        while let Some(s) = source {
+            too_large |= s.is::<http_body_util::LengthLimitError>();
+            source = s.source();
+        }
+        if too_large {
+            ApiError::new(
+                ErrorKind::RequestTooLarge,
+                format!("request body is larger than the limit of {limit} bytes"),
+            )
+        } else {
+            ApiError::invalid_request(format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+fn body_limit(live: &Live) -> usize {
+    usize::try_from(live.config.server.max_body_bytes).unwrap_or(usize::MAX)
+}
+
+/// `POST /v1/messages/count_tokens`: the same cheap estimate the classifier uses.
+pub async fn count_tokens(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
+    let live = rt.live();
+    let result = async {
+        let bytes = read_body(body, body_limit(&live)).await?;
+        let req = parse_request(&bytes)?;
+        Ok::<_, ApiError>(req.estimate_input_tokens())
+    }
+    .await;
+    match result {
+        Ok(tokens) => axum::Json(serde_json::json!({ "input_tokens": tokens })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /v1/messages` (with or without `?beta=true`).
+pub async fn messages(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
+    rt.count_request();
+    let live = rt.live();
+    let bytes = match read_body(body, body_limit(&live)).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let req = match parse_request(&bytes) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    drop(bytes);
+    let estimate = req.estimate_input_tokens();
+    let category = classify(&req, estimate, live.thresholds);
+    let mut route = Route { category, provider: None, attempts: 0 };
+    let (_, rule) = live.config.rule(category);
+    let converted =
+        match convert(&req, &ConvertOptions { model_id: rule.model.as_deref(), ..ConvertOptions::default() })
+        {
+            Ok(c) => c,
+            Err(e) => return route.respond(e.into_response()),
+        };
+    let options = ResponseOptions {
+        model: req.model.clone(),
+        thinking: converted.thinking,
+        input_tokens: estimate,
+        context_window: context_window(&converted.model_id),
+        tool_names: converted.tool_names.clone(),
+    };
+    dispatch(&rt, &live, &req, &converted, options, &mut route).await
+}
+
+async fn dispatch(
+    rt: &Arc<Runtime>,
+    live: &Live,
+    req: &MessagesRequest,
+    converted: &Converted,
+    options: ResponseOptions,
+    route: &mut Route,
+) -> Response {
+    let category = route.category.as_str();
+    let max_attempts = if rt.balancer.rule_failover(category) {
+        rt.balancer.rule_provider_count(category).max(1)
+    } else {
+        1
+    };
+    let mut tried: Vec<String> = Vec::new();
+    let mut last_error: Option<UpstreamError> = None;
+
+    while route.attempts < max_attempts {
+        let mut lease = match rt.balancer.select(category, &tried).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                return route.respond(match last_error {
+                    Some(err) => err.to_api_error().into_response(),
+                    None => select_error(&e).into_response(),
+                });
+            }
+        };
+        route.attempts += 1;
+        let id = lease.id().to_string();
+        route.provider = Some(id.clone());
+        tried.push(id.clone());
+        let Some(client) = live.clients.get(&id).cloned() else {
+            // Reloaded away between select and here: not the provider's fault.
+            lease.neutral();
+            continue;
+        };
+        let sent_at = Instant::now();
+        match client.send(converted).await {
+            Ok((first, events)) => {
+                lease.first_byte(sent_at.elapsed());
+                if req.stream {
+                    return route.respond(stream_response(options, first, events, lease, sent_at));
+                }
+                match collect(options.clone(), first, events).await {
+                    Ok(message) => {
+                        lease.success(sent_at.elapsed());
+                        return route.respond(axum::Json(message).into_response());
+                    }
+                    Err(err) => {
+                        log_failure(&id, &err, route.attempts, max_attempts);
+                        lease.failure(failure_kind(&err), &err.message);
+                        last_error = Some(err);
+                    }
+                }
+            }
+            Err(err) if !err.is_provider_fault() => {
+                lease.neutral();
+                tracing::info!(provider = %id, "request rejected upstream: {}", err.message);
+                return route.respond(err.to_api_error().into_response());
+            }
+            Err(err) => {
+                log_failure(&id, &err, route.attempts, max_attempts);
+                lease.failure(failure_kind(&err), &err.message);
+                last_error = Some(err);
+            }
+        }
+    }
+    let err = last_error
+        .map(|e| e.to_api_error())
+        .unwrap_or_else(|| ApiError::new(ErrorKind::OverloadedError, "no provider could take the request"));
+    route.respond(err.into_response())
+}
+
+fn log_failure(id: &str, err: &UpstreamError, attempt: usize, max: usize) {
+    if attempt < max {
+        tracing::warn!(provider = %id, attempt, "upstream failed, failing over: {}", err.message);
+    } else {
+        tracing::warn!(provider = %id, attempt, "upstream failed: {}", err.message);
+    }
+}
+
+/// How an upstream error counts against its provider.
+pub fn failure_kind(err: &UpstreamError) -> FailureKind {
+    match &err.kind {
+        UpstreamErrorKind::Connect => FailureKind::Connect,
+        UpstreamErrorKind::Timeout => FailureKind::Timeout,
+        UpstreamErrorKind::Server(code) => FailureKind::Status5xx(*code),
+        UpstreamErrorKind::Throttled { retry_after } => {
+            FailureKind::RateLimited { retry_after: *retry_after }
+        }
+        UpstreamErrorKind::Capacity => {
+            FailureKind::RateLimited { retry_after: Some(Duration::from_secs(10)) }
+        }
+        UpstreamErrorKind::QuotaExhausted => FailureKind::QuotaExhausted { until: None },
+        UpstreamErrorKind::Auth | UpstreamErrorKind::Suspended => FailureKind::Auth,
+        UpstreamErrorKind::Protocol
+        | UpstreamErrorKind::Validation
+        | UpstreamErrorKind::ContextTooLong
+        | UpstreamErrorKind::InvalidModel => FailureKind::Protocol,
+    }
+}
+
+/// The client's error when no provider could be picked at all.
+pub fn select_error(e: &SelectError) -> ApiError {
+    match e {
+        SelectError::AllOpen { retry_after } => {
+            ApiError::new(ErrorKind::OverloadedError, "every provider's circuit breaker is open; retry later")
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                .with_retry_after(*retry_after)
+        }
+        SelectError::Overloaded { .. } => {
+            ApiError::new(ErrorKind::OverloadedError, e.to_string()).with_retry_after(Duration::from_secs(1))
+        }
+        SelectError::Unavailable { retry_after } => {
+            let err = ApiError::new(ErrorKind::OverloadedError, e.to_string())
+                .with_status(StatusCode::SERVICE_UNAVAILABLE);
+            match retry_after {
+                Some(after) => err.with_retry_after(*after),
+                None => err,
+            }
+        }
+        SelectError::NoRule(_) | SelectError::NoCandidates { .. } => {
+            ApiError::new(ErrorKind::OverloadedError, e.to_string())
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+        }
+    }
+}
+
+/// Collect a whole answer into one Anthropic message (non-streaming requests).
+async fn collect(
+    options: ResponseOptions,
+    first: KiroEvent,
+    mut events: EventStream,
+) -> Result<serde_json::Value, UpstreamError> {
+    let mut message = MessageAggregator::new(options, new_message_id());
+    let mut next = Some(first);
+    while let Some(event) = next {
+        message.on_event(event).map_err(|e| {
+            UpstreamError::new(UpstreamErrorKind::Protocol, format!("upstream failed: {}", e.message))
+        })?;
+        next = events.next_event().await?;
+    }
+    Ok(message.finish())
+}
+
+/// The SSE answer: `message_start` and the first event go out at once, the rest as they come.
+fn stream_response(
+    options: ResponseOptions,
+    first: KiroEvent,
+    events: EventStream,
+    lease: Lease,
+    sent_at: Instant,
+) -> Response {
+    let mut translator = SseTranslator::new(options, new_message_id());
+    let mut buf = BytesMut::with_capacity(4096);
+    translator.start(&mut buf);
+    let state =
+        Streaming { translator, events, lease: Some(lease), buf, sent_at, pending_first: Some(first) };
+    let body = Body::from_stream(futures_util::stream::unfold(state, |mut s| async move {
+        let chunk = s.next_chunk().await?;
+        Some((Ok::<_, std::io::Error>(chunk), s))
+    }));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// One streaming answer in progress. Dropping it (client gone) drops the lease, which counts
+/// the attempt as neutral and releases the in-flight slot.
+struct Streaming {
+    translator: SseTranslator,
+    events: EventStream,
+    lease: Option<Lease>,
+    buf: BytesMut,
+    sent_at: Instant,
+    pending_first: Option<KiroEvent>,
+}
+
+impl Streaming {
+    /// The next bytes for the client; `None` when the answer is complete.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(first) = self.pending_first.take() {
+                self.on_event(first);
+            }
+            if !self.buf.is_empty() {
+                return Some(self.buf.split().freeze());
+            }
+            if self.translator.is_done() {
+                return None;
+            }
+            match tokio::time::timeout(PING_INTERVAL, self.events.next_event()).await {
+                Err(_) => self.translator.ping(&mut self.buf),
+                Ok(Ok(Some(event))) => self.on_event(event),
+                Ok(Ok(None)) => {
+                    self.translator.finish(&mut self.buf);
+                    if let Some(lease) = self.lease.take() {
+                        lease.success(self.sent_at.elapsed());
+                    }
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!("upstream failed mid-stream: {}", err.message);
+                    self.translator.fail(&err.to_api_error(), &mut self.buf);
+                    if let Some(lease) = self.lease.take() {
+                        lease.failure(failure_kind(&err), &err.message);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: KiroEvent) {
+        if let Err(err) = self.translator.on_event(event, &mut self.buf) {
+            // The translator already wrote the error event.
+            tracing::warn!("upstream reported a failure mid-stream: {}", err.message);
+            if let Some(lease) = self.lease.take() {
+                lease.failure(FailureKind::Protocol, &err.message);
+            }
+        }
+    }
+}
