@@ -415,16 +415,27 @@ fn machine_id(refresh_token: &str) -> String {
 }
 
 /// The upstream answer as a stream of Kiro events, decoded as bytes arrive.
+///
+/// `next_event` is cancel-safe (a caller may race it against a ping timer): bytes are only
+/// consumed once they arrived, and the idle deadline counts from the last bytes received, not
+/// from the call.
 pub struct EventStream {
     body: BoxStream<'static, reqwest::Result<Bytes>>,
     decoder: FrameDecoder,
     idle_timeout: Duration,
+    last_progress: tokio::time::Instant,
     done: bool,
 }
 
 impl EventStream {
     pub fn new(body: BoxStream<'static, reqwest::Result<Bytes>>, idle_timeout: Duration) -> Self {
-        EventStream { body, decoder: FrameDecoder::new(), idle_timeout, done: false }
+        EventStream {
+            body,
+            decoder: FrameDecoder::new(),
+            idle_timeout,
+            last_progress: tokio::time::Instant::now(),
+            done: false,
+        }
     }
 
     /// The next event; `Ok(None)` at a clean end of the answer.
@@ -456,7 +467,7 @@ impl EventStream {
                 }
                 return Ok(None);
             }
-            match tokio::time::timeout(self.idle_timeout, self.body.next()).await {
+            match tokio::time::timeout_at(self.last_progress + self.idle_timeout, self.body.next()).await {
                 Err(_) => {
                     return Err(UpstreamError::new(
                         UpstreamErrorKind::Timeout,
@@ -464,7 +475,10 @@ impl EventStream {
                     ));
                 }
                 Ok(None) => self.done = true,
-                Ok(Some(Ok(chunk))) => self.decoder.feed(&chunk),
+                Ok(Some(Ok(chunk))) => {
+                    self.last_progress = tokio::time::Instant::now();
+                    self.decoder.feed(&chunk);
+                }
                 Ok(Some(Err(e))) => {
                     return Err(UpstreamError::new(
                         UpstreamErrorKind::Protocol,
