@@ -49,11 +49,8 @@ impl PeakEwma {
         }
     }
 
-    /// Changes τ and the default, keeping the current estimate (used on hot reload).
-    pub fn retune(&mut self, default: Duration, tau: Duration, now: Instant) {
-        let current = self.value_ms(now);
-        self.value_ms = current;
-        self.updated = now;
+    /// Changes τ and the default (hot reload), keeping the last sample-driven value and its age.
+    pub fn retune(&mut self, default: Duration, tau: Duration) {
         self.tau_secs = tau.max(MIN_TAU).as_secs_f64();
         self.default_ms = duration_ms(default);
         if !self.measured {
@@ -223,7 +220,7 @@ mod tests {
     async fn retune_keeps_the_current_estimate() {
         let mut e = PeakEwma::new(DEFAULT, TAU, Instant::now());
         e.observe(Duration::from_millis(700), Instant::now());
-        e.retune(Duration::from_millis(100), Duration::from_secs(5), Instant::now());
+        e.retune(Duration::from_millis(100), Duration::from_secs(5));
         assert_eq!(e.value_ms(Instant::now()), 700.0);
         assert_eq!(e.default_ms(), 100.0);
         tokio::time::advance(Duration::from_secs(5)).await;

@@ -341,9 +341,10 @@ impl State {
         }
 
         let health_counts = rule.spec.health_check;
-        let eligible = |b: &Blocks| !b.hard() && !b.at_capacity && !(health_counts && b.unhealthy);
-        let health_only = |b: &Blocks| health_counts && b.unhealthy && !b.hard() && !b.at_capacity;
-        let capacity_only = |b: &Blocks| b.at_capacity && !b.hard() && !(health_counts && b.unhealthy);
+        let health_blocks = |b: &Blocks| health_counts && b.unhealthy;
+        let eligible = |b: &Blocks| !(b.hard() || b.at_capacity || health_blocks(b));
+        let health_only = |b: &Blocks| health_blocks(b) && !b.hard() && !b.at_capacity;
+        let capacity_only = |b: &Blocks| b.at_capacity && !b.hard() && !health_blocks(b);
 
         let mut health_override = false;
         let mut usable: Vec<bool> = entries.iter().map(|(_, b)| b.as_ref().is_some_and(eligible)).collect();
@@ -556,7 +557,7 @@ impl State {
                     if ps.health.is_none() {
                         p.health = HealthState::new();
                     }
-                    p.ewma.retune(spec.default_ttfb, spec.latency_decay, now);
+                    p.ewma.retune(spec.default_ttfb, spec.latency_decay);
                     p.spec = ps.clone();
                     while p.samples.len() > p.spec.latency_window {
                         p.samples.pop_front();
