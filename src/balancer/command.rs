@@ -16,7 +16,8 @@ pub enum Command {
     Undrain(String),
     /// Closes the breaker and clears the failure window, a 429 cooldown and a quota exclusion.
     ResetBreaker(String),
-    /// Runs the provider's health check now.
+    /// Runs the provider's health check now (wakes the health loop; if a probe of that provider
+    /// is already running, its result serves).
     CheckNow(String),
 }
 
