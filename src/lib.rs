@@ -21,5 +21,6 @@ pub mod config;
 pub mod demo;
 pub mod providers;
 pub mod server;
+pub mod snapshot;
 pub mod status;
 pub mod tui;

@@ -41,6 +41,8 @@ pub struct Runtime {
     pub requests_total: AtomicU64,
     /// Serialises reloads (file watcher, admin API and dashboard may ask at once).
     reload_lock: Mutex<()>,
+    /// The published operator snapshot and what building it needs (see [`crate::snapshot`]).
+    pub(crate) snapshot_hub: crate::snapshot::SnapshotHub,
 }
 
 impl Runtime {
@@ -58,6 +60,7 @@ impl Runtime {
             reload: Mutex::new(ReloadStatus { at: Utc::now(), ok: true, message: "loaded".into() }),
             requests_total: AtomicU64::new(0),
             reload_lock: Mutex::new(()),
+            snapshot_hub: crate::snapshot::SnapshotHub::default(),
         })
     }
 
