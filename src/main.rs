@@ -1,7 +1,7 @@
 //! The `ccr` binary: install error reporting, parse the command line, run one command.
 
 use ccr::app::{self, ListenOverride};
-use ccr::cli::{Cli, Command, ConfigArgs, ListenArgs, StartArgs};
+use ccr::cli::{Cli, Command, ConfigArgs, DemoArgs, ListenArgs, StartArgs};
 use ccr::config::{self, Config, ConfigSource};
 use clap::Parser;
 use std::process::ExitCode;
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Start(args) => start(args),
         Command::Tui(_) => not_built("tui"),
-        Command::Demo(_) => not_built("demo"),
+        Command::Demo(args) => demo(args),
         Command::Status(_) => not_built("status"),
     }
 }
@@ -114,4 +114,31 @@ fn render_config_error(e: &config::ConfigError) -> String {
         out.push_str(&p);
     }
     out
+}
+
+/// `ccr demo`: simulated upstreams, synthetic traffic, and the dashboard (or, with
+/// `--headless`, the status printer for `--duration` seconds).
+fn demo(args: DemoArgs) -> ExitCode {
+    let options = ccr::demo::run::DemoOptions {
+        listen: ListenOverride { host: args.listen.host.clone(), port: Some(args.listen.port.unwrap_or(0)) },
+        seed: args.seed.unwrap_or(1),
+        workers: 4,
+    };
+    if !args.headless {
+        return not_built("demo (dashboard)");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CCR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let duration = std::time::Duration::from_secs(args.duration.max(3));
+    match runtime().block_on(ccr::demo::run::run_headless(options, duration)) {
+        Ok((summary, clean)) => {
+            println!("{summary}");
+            if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("error: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
 }
