@@ -142,12 +142,11 @@ pub fn classify_status(status: u16, body: &str, retry_after: Option<Duration>) -
     let has = |needle: &str| body.contains(needle);
     let kind = if has("INSUFFICIENT_MODEL_CAPACITY") {
         K::Capacity
-    } else if has("MONTHLY_REQUEST_COUNT")
+    } else if status == 402
+        || has("MONTHLY_REQUEST_COUNT")
         || has("DAILY_REQUEST_COUNT")
         || has("OVERAGE_REQUEST_LIMIT_EXCEEDED")
     {
-        K::QuotaExhausted
-    } else if status == 402 {
         K::QuotaExhausted
     } else if has("CONTENT_LENGTH_EXCEEDS_THRESHOLD") || has("Input is too long") {
         K::ContextTooLong
