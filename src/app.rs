@@ -35,6 +35,8 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     health: JoinHandle<()>,
+    publisher: JoinHandle<()>,
+    watcher: Option<JoinHandle<()>>,
 }
 
 /// True for addresses only this machine can reach.
@@ -43,7 +45,7 @@ pub fn is_loopback(host: &str) -> bool {
     bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Start the proxy, its health checks and (later) its watchers.
+/// Start the proxy, its health checks, the snapshot publisher and the config file watcher.
 pub async fn launch(
     config: Config,
     source: ConfigSource,
@@ -65,11 +67,34 @@ pub async fn launch(
     let (shutdown, rx) = watch::channel(false);
 
     let health = spawn_health_loop(runtime.balancer.clone(), probe_fn(&runtime), rx.clone(), None);
+    let publisher = crate::snapshot::spawn_publisher(runtime.clone(), rx.clone());
+    let watcher = spawn_config_watcher(&runtime, rx.clone());
     let mut server_rx = rx.clone();
     let server = tokio::spawn(server::serve(listener, runtime.clone(), async move {
         let _ = server_rx.wait_for(|stop| *stop).await;
     }));
-    Ok(Running { runtime, addr, shutdown, server, health })
+    Ok(Running { runtime, addr, shutdown, server, health, publisher, watcher })
+}
+
+/// Hot reload: re-read the config file when it changes. Without a file (the built-in default)
+/// or when the OS refuses the watch, the proxy runs on without it (`POST /admin/reload` works).
+fn spawn_config_watcher(rt: &Arc<Runtime>, shutdown: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+    let path = rt.source.path()?;
+    let weak = Arc::downgrade(rt);
+    let reload = move || {
+        if let Some(rt) = weak.upgrade() {
+            // The outcome is logged and kept in the snapshot by `reload` itself.
+            let _ = rt.reload();
+            rt.snapshot_changed();
+        }
+    };
+    match crate::config::watch::spawn_watcher(path, crate::config::watch::DEBOUNCE, shutdown, reload) {
+        Ok(task) => Some(task),
+        Err(e) => {
+            tracing::warn!("{e}; hot reload is off (POST /admin/reload still works)");
+            None
+        }
+    }
 }
 
 /// The health probe: the provider's own client, looked up in the live config each time so that
@@ -101,6 +126,10 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.health.await;
+        let _ = self.publisher.await;
+        if let Some(watcher) = self.watcher {
+            let _ = watcher.await;
+        }
         match self.server.await {
             Ok(Err(e)) => tracing::warn!("server ended with an error: {e}"),
             Err(e) => tracing::warn!("server task failed: {e}"),

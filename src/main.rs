@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Command::Start(args) => start(args),
         Command::Tui(_) => not_built("tui"),
         Command::Demo(args) => demo(args),
-        Command::Status(_) => not_built("status"),
+        Command::Status(args) => ccr::status::run(&args),
     }
 }
 

@@ -3,6 +3,7 @@
 mod describe;
 pub mod schema;
 pub mod validate;
+pub mod watch;
 
 pub use schema::*;
 pub use validate::{ParseError, Problem, parse_config};
