@@ -54,6 +54,9 @@ fn start(args: StartArgs) -> ExitCode {
     };
     init_stderr_logs();
     eprintln!("{}", source.notice());
+    for w in config::warnings(&cfg) {
+        tracing::warn!("config: {w}");
+    }
     let print_env = cfg.input.default_instance;
     runtime().block_on(async move {
         let running = match app::launch(cfg, source, listen(&args.listen)).await {
@@ -89,6 +92,9 @@ fn check(args: &ConfigArgs) -> ExitCode {
     match config::load(&source) {
         Ok((cfg, _)) => {
             println!("{}", cfg.describe(&source));
+            for w in config::warnings(&cfg) {
+                println!("warning: {w}");
+            }
             println!("OK: {} is valid", source.label());
             ExitCode::SUCCESS
         }

@@ -28,6 +28,9 @@ fn seed_configs_pass_and_print_the_table() {
         assert!(stdout.contains("CLAUDE_SONNET_4_20250514_V1_0"), "{stdout}");
         assert!(stdout.contains(&format!("OK: {path} is valid")), "{stdout}");
     }
+    // The seed probes `/health` on the real Kiro API: valid, but worth a warning.
+    let (_, stdout, _) = ccr_check("config/codewhisperer-load-balancing.json");
+    assert!(stdout.contains("warning: providers.codewhisperer-primary.healthCheck.endpoint: probes GET https://q.us-east-1.amazonaws.com/health"), "{stdout}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ pub mod validate;
 pub mod watch;
 
 pub use schema::*;
-pub use validate::{ParseError, Problem, parse_config};
+pub use validate::{ParseError, Problem, parse_config, warnings};
 
 use std::path::{Path, PathBuf};
 

@@ -339,6 +339,43 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
     }
 }
 
+/// Things that are valid but probably not what the user wants; printed by `ccr check` and
+/// logged at start.
+pub fn warnings(config: &Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (id, p) in &config.providers {
+        if let Some(hc) = p.active_health_check()
+            && let Some(path) = &hc.endpoint
+            && p.endpoint.is_none()
+        {
+            out.push(Problem {
+                path: format!("providers.{id}.healthCheck.endpoint"),
+                message: format!(
+                    "probes GET {}{path}, which the Kiro API does not serve, so checks will fail; \
+                     omit `endpoint` to use the authenticated getUsageLimits probe",
+                    p.api_base()
+                ),
+            });
+        }
+    }
+    for (category, rule) in &config.routing.rules {
+        if rule.load_balancing.health_check
+            && rule
+                .providers
+                .iter()
+                .all(|id| config.providers.get(id).is_some_and(|p| p.active_health_check().is_none()))
+        {
+            out.push(Problem {
+                path: format!("routing.rules.{category}.loadBalancing.healthCheck"),
+                message:
+                    "none of this rule's providers has an enabled healthCheck block, so it has no effect"
+                        .into(),
+            });
+        }
+    }
+    out
+}
+
 fn at_least_one(bad: &mut impl FnMut(String, String), path: String, value: i64) {
     if value < 1 {
         bad(path, format!("must be at least 1 (got {value})"));
