@@ -9,16 +9,17 @@
 //! What a reload does (validate, then swap in one step, keeping live state; a bad file keeps the
 //! old config and reports the error) is the caller's business: see `Runtime::reload`.
 
-use notify::RecursiveMode;
-use notify_debouncer_mini::{DebounceEventResult, DebouncedEvent, DebouncedEventKind, new_debouncer};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{Event, EventKind, RecursiveMode, Watcher};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-/// Quiet time after the last event before the file is re-read: long enough for an editor's
+/// Quiet time after the last change before the file is re-read: long enough for an editor's
 /// write-and-rename (or a `cp`) to finish, short enough that a change shows within a second.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
@@ -33,11 +34,20 @@ pub enum WatchError {
     Watch { dir: String, source: notify::Error },
 }
 
-/// Whether a batch of debounced events concerns the file called `name`: a final (quiet) event
-/// for a path with that file name. Continuous events while a write is still going on are skipped
-/// so that a half-written file is not read.
-pub fn concerns(events: &[DebouncedEvent], name: &OsStr) -> bool {
-    events.iter().any(|e| e.kind == DebouncedEventKind::Any && e.path.file_name() == Some(name))
+/// Whether an event kind can mean new content. Reads do not: the reload itself opens and reads
+/// the file, and reacting to that would reload forever. Metadata changes (times, permissions)
+/// do not either.
+pub fn is_content_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) | EventKind::Other => false,
+        EventKind::Any | EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
+    }
+}
+
+/// Whether an event may have changed the file called `name`.
+pub fn concerns(event: &Event, name: &OsStr) -> bool {
+    is_content_change(&event.kind) && event.paths.iter().any(|p| p.file_name() == Some(name))
 }
 
 /// The directory to watch for `path`.
@@ -48,9 +58,9 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Watch the file at `path`; after it changes (and has been quiet for `debounce`), run
-/// `on_change` on a blocking thread, one run at a time. Changes that arrive during a run lead to
-/// one more run. The watch ends when `shutdown` turns true.
+/// Watch the file at `path`; once it has changed and then been quiet for `debounce`, run
+/// `on_change` on a blocking thread, one run at a time (changes during a run lead to one more
+/// run). The watch ends when `shutdown` turns true.
 pub fn spawn_watcher(
     path: &Path,
     debounce: Duration,
@@ -61,17 +71,16 @@ pub fn spawn_watcher(
         path.file_name().ok_or_else(|| WatchError::NoFileName(path.display().to_string()))?.to_owned();
     let dir = parent_dir(path);
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let mut debouncer = new_debouncer(debounce, move |result: DebounceEventResult| match result {
-        Ok(events) => {
-            if concerns(&events, &name) {
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<Event>| match result {
+        Ok(event) => {
+            if concerns(&event, &name) {
                 let _ = tx.send(());
             }
         }
         Err(e) => tracing::warn!("config watcher: {e}"),
     })
     .map_err(|e| WatchError::Watch { dir: dir.display().to_string(), source: e })?;
-    debouncer
-        .watcher()
+    watcher
         .watch(&dir, RecursiveMode::NonRecursive)
         .map_err(|e| WatchError::Watch { dir: dir.display().to_string(), source: e })?;
     tracing::debug!("watching {} for config changes", dir.display());
@@ -79,17 +88,24 @@ pub fn spawn_watcher(
     let on_change = Arc::new(on_change);
     let file = path.display().to_string();
     Ok(tokio::spawn(async move {
-        // Owned by the task: dropping it at the end stops the OS watch and its thread.
-        let _debouncer = debouncer;
+        // Owned by the task: dropping it at the end stops the OS watch.
+        let _watcher = watcher;
+        let mut due: Option<Instant> = None;
         loop {
+            let quiet = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = shutdown.changed() => break,
-                event = rx.recv() => {
-                    if event.is_none() {
-                        break;
-                    }
-                    // Changes already queued are covered by this run.
-                    while rx.try_recv().is_ok() {}
+                _ = shutdown.changed() => {}
+                event = rx.recv() => match event {
+                    Some(()) => due = Some(Instant::now() + debounce),
+                    None => break,
+                },
+                () = quiet => {
+                    due = None;
                     tracing::info!("{file} changed: reloading");
                     let run = on_change.clone();
                     if let Err(e) = tokio::task::spawn_blocking(move || run()).await {
@@ -107,25 +123,34 @@ pub fn spawn_watcher(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use notify::event::{CreateKind, DataChange, MetadataKind, RenameMode};
 
-    fn event(path: &str, kind: DebouncedEventKind) -> DebouncedEvent {
-        DebouncedEvent::new(PathBuf::from(path), kind)
+    fn event(path: &str, kind: EventKind) -> Event {
+        Event::new(kind).add_path(PathBuf::from(path))
     }
 
     #[test]
-    fn only_quiet_events_for_the_config_count() {
+    fn only_content_changes_of_the_config_count() {
         let name = OsStr::new("config.json");
-        assert!(concerns(&[event("/etc/ccr/config.json", DebouncedEventKind::Any)], name));
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        assert!(concerns(&event("/etc/ccr/config.json", write), name));
+        assert!(concerns(&event("./config.json", EventKind::Create(CreateKind::File)), name));
+        assert!(concerns(&event("config.json", EventKind::Modify(ModifyKind::Name(RenameMode::To))), name));
         assert!(concerns(
-            &[
-                event("/etc/ccr/.config.json.swp", DebouncedEventKind::Any),
-                event("./config.json", DebouncedEventKind::Any)
-            ],
+            &event("config.json", EventKind::Access(AccessKind::Close(AccessMode::Write))),
             name
         ));
-        assert!(!concerns(&[event("/etc/ccr/other.json", DebouncedEventKind::Any)], name));
-        assert!(!concerns(&[event("/etc/ccr/config.json", DebouncedEventKind::AnyContinuous)], name));
-        assert!(!concerns(&[], name));
+        assert!(!concerns(&event("/etc/ccr/other.json", write), name));
+        // The reload's own read must not trigger another reload.
+        assert!(!concerns(&event("config.json", EventKind::Access(AccessKind::Open(AccessMode::Any))), name));
+        assert!(!concerns(
+            &event("config.json", EventKind::Access(AccessKind::Close(AccessMode::Read))),
+            name
+        ));
+        assert!(!concerns(
+            &event("config.json", EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any))),
+            name
+        ));
     }
 
     #[test]
@@ -134,8 +159,10 @@ mod tests {
         assert_eq!(parent_dir(Path::new("config.json")), PathBuf::from("."));
     }
 
-    /// A real file replaced by rename, as editors save: the callback runs. (Real file-system
-    /// events take real time; the wait is bounded generously and ends as soon as the call comes.)
+    /// A real file replaced by rename, as editors save: one call, whose own read of the file
+    /// does not cause another. (File-system events take real time: the positive wait is bounded
+    /// generously and ends as soon as the call comes; the quiet check after it cannot fail
+    /// spuriously, only miss a loop slower than itself.)
     #[tokio::test]
     async fn a_renamed_file_triggers_one_call_and_shutdown_stops_the_watch() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -143,7 +170,9 @@ mod tests {
         std::fs::write(&path, "{}").expect("write");
         let (stop, stop_rx) = watch::channel(false);
         let (calls, mut called) = mpsc::unbounded_channel();
+        let read_path = path.clone();
         let task = spawn_watcher(&path, Duration::from_millis(50), stop_rx, move || {
+            let _ = std::fs::read_to_string(&read_path);
             let _ = calls.send(());
         })
         .expect("watch");
@@ -154,6 +183,8 @@ mod tests {
             .await
             .expect("the watcher reacted within 10 s")
             .expect("a call");
+        let again = tokio::time::timeout(Duration::from_millis(500), called.recv()).await;
+        assert!(again.is_err(), "reading the file in the callback caused another call");
         stop.send(true).expect("stop");
         tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops").expect("no panic");
     }
