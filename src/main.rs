@@ -14,7 +14,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check(&args),
         Command::Start(args) => start(args),
-        Command::Tui(_) => not_built("tui"),
+        Command::Tui(args) => match load_config(&args.config) {
+            Ok((cfg, source)) => ccr::tui::run(cfg, source, listen(&args.listen)),
+            Err(code) => code,
+        },
         Command::Demo(args) => demo(args),
         Command::Status(args) => ccr::status::run(&args),
     }

@@ -1,1 +1,189 @@
-//! Dashboard (in progress).
+//! The dashboard (`ccr tui`): the proxy and a ratatui view of it in one process.
+//!
+//! Data flows one way. The runtime publishes an `Arc<Snapshot>` on a watch channel; the event
+//! loop hands each new one to [`App`], which the pure [`render`] draws. Keys go through the pure
+//! [`map_key`] to an [`Action`]; actions that change the proxy become [`UiCommand`]s on a bounded
+//! channel, carried out by a task ([`spawn_executor`]) through the same balancer commands as the
+//! admin API, and their outcome comes back as a [`Feedback`] line. The dashboard never locks
+//! balancer state.
+//!
+//! The loop redraws only when something changed (a snapshot, a key, a command result, a resize,
+//! or once a second for the clock), and at most every [`FRAME_INTERVAL`]. While it is up,
+//! `tracing` goes to the log pane (tui-logger) and nothing is printed; the terminal is restored
+//! on every exit path, panics included ([`terminal`]).
+//!
+//! `ccr demo` reuses all of it through [`run_dashboard`], plugging its fault injection in as
+//! [`DemoControls`].
+
+pub mod app;
+pub mod command;
+pub mod keymap;
+pub mod logs;
+pub mod sample;
+pub mod terminal;
+pub mod theme;
+pub mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use app::App;
+pub use command::{DemoControls, Feedback, Outcome, UiCommand, spawn_executor};
+pub use keymap::{Action, DemoAction, Focus, KeyContext, map_key};
+pub use logs::{LogLine, LogPane, init_logging};
+pub use view::render;
+
+use crate::app::{ListenOverride, launch};
+use crate::config::{Config, ConfigSource};
+use crate::server::Runtime;
+use crate::snapshot::Snapshot;
+use crossterm::event::{Event, EventStream};
+use futures_util::StreamExt;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use terminal::{DashboardTerminal, TerminalGuard};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// Shortest time between two redraws: at most ten frames a second, however busy the proxy is.
+pub const FRAME_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Longest time without a redraw, so the uptime and the log pane move while nothing changes.
+pub const IDLE_REDRAW: Duration = Duration::from_secs(1);
+
+/// Why the dashboard stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum TuiError {
+    /// The terminal could not be set up, read or drawn on (e.g. stdin is not a terminal).
+    #[error("terminal: {0}")]
+    Terminal(#[from] std::io::Error),
+}
+
+/// `ccr tui`: start the proxy for `config` and run the dashboard until the user quits, then
+/// stop the proxy. Logs go to the dashboard's log pane from the start.
+pub fn run(config: Config, source: ConfigSource, listen: ListenOverride) -> ExitCode {
+    if let Err(e) = init_logging() {
+        eprintln!("ccr tui: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ccr tui: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let notice = source.notice();
+        let running = match launch(config, source, listen).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!("{notice}");
+        tracing::info!("listening on {}", running.base_url());
+        let result = run_dashboard(running.runtime.clone(), None).await;
+        running.shutdown().await;
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ccr tui: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Take over the terminal and show `runtime` until the user quits (`q`, Ctrl-C) or the process
+/// gets SIGINT. With `demo`, the demo's fault keys are live and go to it. The terminal is given
+/// back before this returns (or unwinds); the proxy keeps running: stopping it is the caller's.
+///
+/// Call [`init_logging`] first, so that nothing is printed over the dashboard.
+pub async fn run_dashboard(
+    runtime: Arc<Runtime>,
+    demo: Option<Arc<dyn DemoControls>>,
+) -> Result<(), TuiError> {
+    let mut snapshots = runtime.snapshots();
+    let first = snapshots.borrow_and_update().clone();
+    let (command_tx, command_rx) = mpsc::channel(command::COMMAND_QUEUE);
+    let (feedback_tx, mut feedback_rx) = mpsc::channel(command::COMMAND_QUEUE);
+    let mut app = App::new(first, command_tx).with_log_pane(LogPane::live());
+    if demo.is_some() {
+        app = app.with_demo_keys();
+    }
+    let executor = spawn_executor(runtime, demo, command_rx, feedback_tx);
+    let result = {
+        let mut guard = TerminalGuard::enter()?;
+        event_loop(guard.terminal(), &mut app, &mut snapshots, &mut feedback_rx).await
+        // The guard drops here: the terminal is back before anything else happens.
+    };
+    drop(app);
+    // The executor ends once the App's sender is gone and the command at hand is done.
+    if let Err(e) = executor.await {
+        tracing::warn!("dashboard command task failed: {e}");
+    }
+    result
+}
+
+/// Draw when something changed, at most every [`FRAME_INTERVAL`]; stop when the app quits.
+async fn event_loop(
+    terminal: &mut DashboardTerminal,
+    app: &mut App,
+    snapshots: &mut watch::Receiver<Arc<Snapshot>>,
+    feedback: &mut mpsc::Receiver<Feedback>,
+) -> Result<(), TuiError> {
+    let mut events = EventStream::new();
+    let mut dirty = true;
+    let mut last_draw: Option<Instant> = None;
+    let mut snapshots_open = true;
+    loop {
+        let now = Instant::now();
+        let mut next_frame = None;
+        if dirty {
+            match last_draw.map(|t| t + FRAME_INTERVAL).filter(|due| *due > now) {
+                Some(due) => next_frame = Some(due),
+                None => {
+                    terminal.draw(|frame| render(app, frame))?;
+                    last_draw = Some(now);
+                    dirty = false;
+                }
+            }
+        }
+        let idle_deadline = last_draw.unwrap_or(now) + IDLE_REDRAW;
+        let wake = next_frame.unwrap_or(idle_deadline);
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(Event::Key(key))) => dirty |= app.on_key(key),
+                Some(Ok(Event::Resize(..))) => dirty = true,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            },
+            changed = snapshots.changed(), if snapshots_open => match changed {
+                Ok(()) => {
+                    let latest = snapshots.borrow_and_update().clone();
+                    app.on_snapshot(latest);
+                    dirty = true;
+                }
+                Err(_) => snapshots_open = false,
+            },
+            Some(result) = feedback.recv() => {
+                app.on_feedback(result);
+                dirty = true;
+            }
+            _ = tokio::signal::ctrl_c() => app.apply(Action::Quit),
+            () = tokio::time::sleep_until(wake) => {
+                if next_frame.is_none() {
+                    // A second without a change: redraw for the log pane.
+                    dirty = true;
+                }
+            }
+        }
+        if app.should_quit() {
+            return Ok(());
+        }
+    }
+}

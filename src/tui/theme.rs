@@ -1,0 +1,68 @@
+//! Colours and text styles of the dashboard, in one place so that every pane speaks the same
+//! visual language: green is fine, yellow is degraded or transient, red is broken, magenta is an
+//! operator's doing (drained, weight override).
+
+use crate::balancer::BreakerState;
+use crate::snapshot::ProviderStatus;
+use ratatui::style::{Color, Modifier, Style};
+
+/// Body text.
+pub const TEXT: Style = Style::new();
+/// Secondary text: labels, units, "no data" dashes.
+pub const DIM: Style = Style::new().fg(Color::DarkGray);
+/// Pane titles.
+pub const TITLE: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+/// The border of the focused pane.
+pub const FOCUSED_BORDER: Style = Style::new().fg(Color::Cyan);
+/// The border of the other panes.
+pub const BORDER: Style = Style::new().fg(Color::DarkGray);
+/// Column headers of tables.
+pub const HEADER: Style = Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD);
+/// The selected table row: a dark grey from the 256-colour ramp, dark enough that red, yellow
+/// and green text on it stays readable.
+pub const SELECTED: Style = Style::new().bg(Color::Indexed(237)).add_modifier(Modifier::BOLD);
+/// Key names in the footer and the help popup.
+pub const KEY: Style = Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD);
+/// Something working.
+pub const GOOD: Style = Style::new().fg(Color::Green);
+/// Something degraded or transient.
+pub const WARN: Style = Style::new().fg(Color::Yellow);
+/// Something broken.
+pub const BAD: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+/// Something the operator did by hand (drain, weight override).
+pub const OPERATOR: Style = Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD);
+/// The latency sparkline.
+pub const LATENCY: Style = Style::new().fg(Color::Cyan);
+/// The application name in the header.
+pub const BRAND: Style = Style::new().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD);
+
+/// The colour of a breaker state: closed is green, half-open yellow, open red.
+pub fn breaker(state: BreakerState) -> Style {
+    match state {
+        BreakerState::Closed => GOOD,
+        BreakerState::HalfOpen => WARN,
+        BreakerState::Open => BAD,
+    }
+}
+
+/// The short word shown for a breaker state.
+pub fn breaker_label(state: BreakerState) -> &'static str {
+    match state {
+        BreakerState::Closed => "closed",
+        BreakerState::HalfOpen => "half-open",
+        BreakerState::Open => "open",
+    }
+}
+
+/// A provider's status as one short word for the table, and its colour.
+pub fn provider_status(status: ProviderStatus) -> (&'static str, Style) {
+    match status {
+        ProviderStatus::Healthy => ("healthy", GOOD),
+        ProviderStatus::Unknown => ("unknown", TEXT),
+        ProviderStatus::Unhealthy => ("down", BAD),
+        ProviderStatus::Draining => ("drained", OPERATOR),
+        ProviderStatus::CoolingDown => ("cooldown", WARN),
+        ProviderStatus::QuotaExhausted => ("quota", BAD),
+        ProviderStatus::CircuitOpen => ("tripped", BAD),
+    }
+}
