@@ -220,13 +220,23 @@ pub fn failure_kind(err: &UpstreamError) -> FailureKind {
         UpstreamErrorKind::Capacity => {
             FailureKind::RateLimited { retry_after: Some(Duration::from_secs(10)) }
         }
-        UpstreamErrorKind::QuotaExhausted => FailureKind::QuotaExhausted { until: None },
+        UpstreamErrorKind::QuotaExhausted => FailureKind::QuotaExhausted {
+            until: Some(Instant::now() + until_quota_reset(chrono::Utc::now())),
+        },
         UpstreamErrorKind::Auth | UpstreamErrorKind::Suspended => FailureKind::Auth,
         UpstreamErrorKind::Protocol
         | UpstreamErrorKind::Validation
         | UpstreamErrorKind::ContextTooLong
         | UpstreamErrorKind::InvalidModel => FailureKind::Protocol,
     }
+}
+
+/// Time until Kiro's monthly request quota resets: the first of next month, 00:00 UTC.
+pub fn until_quota_reset(now: chrono::DateTime<chrono::Utc>) -> Duration {
+    use chrono::{Datelike, TimeZone};
+    let (year, month) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
+    let reset = chrono::Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).single().unwrap_or(now);
+    (reset - now).to_std().unwrap_or(Duration::from_secs(3600))
 }
 
 /// The client's error when no provider could be picked at all.
@@ -348,5 +358,19 @@ impl Streaming {
                 lease.failure(FailureKind::Protocol, &err.message);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn quota_resets_on_the_first_of_next_month() {
+        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 30, 23, 0, 0).unwrap();
+        assert_eq!(until_quota_reset(now), Duration::from_secs(3600));
+        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 31, 0, 0, 0).unwrap();
+        assert_eq!(until_quota_reset(now), Duration::from_secs(24 * 3600));
     }
 }
