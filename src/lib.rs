@@ -8,7 +8,10 @@
 //! - [`classify`]: request → routing category.
 //! - [`balancer`]: strategies, peak-EWMA, circuit breakers, health loop, commands, snapshot.
 //! - [`providers`]: the CodeWhisperer client (tokens, conversion, event-stream decoding).
-//! - [`server`]: the axum router: `/v1/messages`, monitoring and admin endpoints.
+//! - [`server`]: the axum router: `/v1/messages`, monitoring and admin endpoints; the runtime.
+//! - [`snapshot`]: the operator's view of everything, published on a watch channel.
+//! - [`status`]: the headless status table (`--show-lb-status`, `ccr status`).
+//! - [`app`]: assembling a running instance (server, health loop, publisher, watcher).
 //! - [`tui`]: the ratatui dashboard.
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
 

@@ -91,7 +91,10 @@ async fn primary_down_mid_load_fails_over_opens_breaker_and_recovers_with_one_pr
     assert_eq!(completed + cut_after_start, 60);
     let snap = h.ccr.runtime.balancer.snapshot();
     let primary = snap.provider("codewhisperer-primary").unwrap();
-    assert_eq!(primary.breaker.as_ref().unwrap().state, BreakerState::Open, "{primary:?}");
+    let breaker = primary.breaker.as_ref().unwrap();
+    // Opened by the outage; with a 300 ms reset it may already be half-open when we look.
+    assert!(breaker.times_opened >= 1, "{primary:?}");
+    assert_ne!(breaker.state, BreakerState::Closed, "{primary:?}");
 
     // Back up: after resetTimeout exactly one probe request goes to the primary and closes it.
     h.upstreams[0].set_down(false);

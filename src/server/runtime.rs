@@ -114,6 +114,7 @@ impl Runtime {
             Err(m) => tracing::error!("{m}"),
         }
         *self.reload.lock().unwrap_or_else(|e| e.into_inner()) = status;
+        self.snapshot_changed();
         result
     }
 
