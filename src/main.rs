@@ -84,11 +84,6 @@ fn start(args: StartArgs) -> ExitCode {
     })
 }
 
-fn not_built(what: &str) -> ExitCode {
-    eprintln!("ccr {what}: not built yet");
-    ExitCode::from(2)
-}
-
 /// `ccr check`: validate, print the resolved table, exit 0 / 1.
 fn check(args: &ConfigArgs) -> ExitCode {
     let source = config::locate(args.config.as_deref());
@@ -134,7 +129,17 @@ fn demo(args: DemoArgs) -> ExitCode {
         workers: 4,
     };
     if !args.headless {
-        return not_built("demo (dashboard)");
+        if let Err(e) = ccr::tui::init_logging() {
+            eprintln!("ccr demo: {e}");
+            return ExitCode::FAILURE;
+        }
+        return match runtime().block_on(ccr::demo::run::run_interactive(options)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ccr demo: {e:?}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("CCR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

@@ -7,6 +7,7 @@ use super::traffic::{self, TrafficOptions, TrafficStats};
 use super::upstream::{ErrorKind, SimOptions, SimUpstream, write_social_token_file};
 use crate::app::{self, ListenOverride, Running};
 use crate::config::{ConfigSource, parse_config};
+use crate::tui::{DemoAction, DemoControls};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,19 +19,67 @@ pub const DEMO_PROVIDERS: [&str; 2] = ["codewhisperer-primary", "codewhisperer-s
 /// `longcontext` threshold used by the demo, so long requests stay around 100 KB.
 const DEMO_LONG_CONTEXT: u64 = 20_000;
 
-/// A fault to inject into one upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// Take it down (connections refused) or bring it back.
-    ToggleDown,
-    /// Add 250 ms before the first byte.
-    MoreLatency,
-    /// Remove 250 ms.
-    LessLatency,
-    /// Raise the 500-error rate by 20 points.
-    MoreErrors,
-    /// Lower it by 20 points.
-    FewerErrors,
+/// Fault injection into the demo upstreams, driven by the dashboard's demo keys (or the
+/// headless script).
+pub struct Faults {
+    upstreams: Vec<Arc<SimUpstream>>,
+    /// Current (latency, error rate) of each upstream, as the demo set them.
+    knobs: std::sync::Mutex<Vec<(Duration, f64)>>,
+}
+
+/// One latency step of the demo keys.
+const LATENCY_STEP: Duration = Duration::from_millis(250);
+/// One error-rate step of the demo keys.
+const ERROR_STEP: f64 = 0.2;
+
+impl Faults {
+    /// Inject a fault into one provider's upstream; returns what happened, for the log.
+    pub fn inject(&self, provider: &str, action: DemoAction) -> Result<String, String> {
+        let index = DEMO_PROVIDERS
+            .iter()
+            .position(|id| *id == provider)
+            .ok_or_else(|| format!("{provider} is not a demo upstream"))?;
+        let up = &self.upstreams[index];
+        let mut knobs = self.knobs.lock().unwrap_or_else(|e| e.into_inner());
+        let (latency, error_rate) = &mut knobs[index];
+        let message = match action {
+            DemoAction::TakeDown => {
+                up.set_down(true);
+                "taken down (connections refused)".to_string()
+            }
+            DemoAction::BringBack => {
+                up.set_down(false);
+                "brought back up".to_string()
+            }
+            DemoAction::AddLatency | DemoAction::RemoveLatency => {
+                *latency = if action == DemoAction::AddLatency {
+                    *latency + LATENCY_STEP
+                } else {
+                    latency.saturating_sub(LATENCY_STEP)
+                };
+                up.set_latency(*latency);
+                format!("latency {} ms", latency.as_millis())
+            }
+            DemoAction::RaiseErrors | DemoAction::LowerErrors => {
+                *error_rate = if action == DemoAction::RaiseErrors {
+                    (*error_rate + ERROR_STEP).min(1.0)
+                } else {
+                    (*error_rate - ERROR_STEP).max(0.0)
+                };
+                up.set_error_kind(ErrorKind::Status500);
+                up.set_error_rate(*error_rate);
+                format!("500-error rate {:.0} %", *error_rate * 100.0)
+            }
+        };
+        tracing::info!("demo: {provider} {message}");
+        Ok(format!("{provider}: {message}"))
+    }
+}
+
+impl DemoControls for Faults {
+    fn apply(&self, provider: &str, action: DemoAction) -> Result<String, String> {
+        self.inject(provider, action)
+    }
 }
 
 /// A running demo.
@@ -38,8 +87,7 @@ pub struct Demo {
     pub running: Running,
     pub upstreams: Vec<Arc<SimUpstream>>,
     pub traffic: Arc<TrafficStats>,
-    /// Current (latency, error rate) of each upstream, as the demo set them.
-    knobs: std::sync::Mutex<Vec<(Duration, f64)>>,
+    pub faults: Arc<Faults>,
     workers: Vec<JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
@@ -112,61 +160,8 @@ impl Demo {
             },
             running.shutdown_signal(),
         );
-        Ok(Demo {
-            running,
-            upstreams,
-            traffic: stats,
-            knobs: std::sync::Mutex::new(knobs),
-            workers,
-            _dir: dir,
-        })
-    }
-
-    /// The simulated upstream behind a provider id.
-    pub fn upstream(&self, provider: &str) -> Option<&Arc<SimUpstream>> {
-        DEMO_PROVIDERS.iter().position(|id| *id == provider).and_then(|i| self.upstreams.get(i))
-    }
-
-    /// Inject a fault into one provider's upstream; returns what happened, for the log.
-    pub fn inject(&self, provider: &str, fault: Fault) -> String {
-        let Some(index) = DEMO_PROVIDERS.iter().position(|id| *id == provider) else {
-            return format!("{provider} is not a demo upstream");
-        };
-        let up = &self.upstreams[index];
-        let mut knobs = self.knobs.lock().unwrap_or_else(|e| e.into_inner());
-        let (latency, error_rate) = &mut knobs[index];
-        let message = match fault {
-            Fault::ToggleDown => {
-                let down = !up.is_down();
-                up.set_down(down);
-                if down {
-                    "taken down (connections refused)".to_string()
-                } else {
-                    "brought back up".to_string()
-                }
-            }
-            Fault::MoreLatency | Fault::LessLatency => {
-                let step = Duration::from_millis(250);
-                let next =
-                    if fault == Fault::MoreLatency { *latency + step } else { latency.saturating_sub(step) };
-                *latency = next;
-                up.set_latency(next);
-                format!("latency {} ms", next.as_millis())
-            }
-            Fault::MoreErrors | Fault::FewerErrors => {
-                let next = if fault == Fault::MoreErrors {
-                    (*error_rate + 0.2).min(1.0)
-                } else {
-                    (*error_rate - 0.2).max(0.0)
-                };
-                *error_rate = next;
-                up.set_error_kind(ErrorKind::Status500);
-                up.set_error_rate(next);
-                format!("500-error rate {:.0} %", next * 100.0)
-            }
-        };
-        tracing::info!("demo: {provider} {message}");
-        format!("{provider}: {message}")
+        let faults = Arc::new(Faults { upstreams: upstreams.clone(), knobs: std::sync::Mutex::new(knobs) });
+        Ok(Demo { running, upstreams, traffic: stats, faults, workers, _dir: dir })
     }
 
     /// Stop the traffic, ccr and the upstreams.
@@ -196,13 +191,29 @@ pub async fn run_headless(options: DemoOptions, duration: Duration) -> color_eyr
     let printer = crate::status::spawn_printer(&demo.running);
     let third = duration / 3;
     tokio::time::sleep(third).await;
-    println!("{}", demo.inject(DEMO_PROVIDERS[0], Fault::ToggleDown));
+    let say = |r: Result<String, String>| println!("{}", r.unwrap_or_else(|e| e));
+    say(demo.faults.inject(DEMO_PROVIDERS[0], DemoAction::TakeDown));
     tokio::time::sleep(third).await;
-    println!("{}", demo.inject(DEMO_PROVIDERS[0], Fault::ToggleDown));
+    say(demo.faults.inject(DEMO_PROVIDERS[0], DemoAction::BringBack));
     tokio::time::sleep(duration.saturating_sub(third * 2)).await;
     printer.abort();
     let summary = demo.traffic.summary();
     let errors = demo.traffic.errors.load(std::sync::atomic::Ordering::Relaxed);
     demo.shutdown().await;
     Ok((summary, errors == 0))
+}
+
+/// `ccr demo` with the dashboard: the demo keys inject faults into the selected provider's
+/// upstream. Returns when the user quits.
+pub async fn run_interactive(options: DemoOptions) -> color_eyre::Result<()> {
+    let demo = Demo::start(options).await?;
+    tracing::info!(
+        "demo: ccr on {}, simulated upstreams {}; keys d/u take the selected upstream down/up, ]/[ latency, e/E errors",
+        demo.running.base_url(),
+        demo.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
+    );
+    let controls: Arc<dyn DemoControls> = demo.faults.clone();
+    let result = crate::tui::run_dashboard(demo.running.runtime.clone(), Some(controls)).await;
+    demo.shutdown().await;
+    result.map_err(|e| color_eyre::eyre::eyre!("{e}"))
 }

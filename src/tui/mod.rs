@@ -85,6 +85,9 @@ pub fn run(config: Config, source: ConfigSource, listen: ListenOverride) -> Exit
         };
         tracing::info!("{notice}");
         tracing::info!("listening on {}", running.base_url());
+        for w in crate::config::warnings(&running.runtime.config()) {
+            tracing::warn!("config: {w}");
+        }
         let result = run_dashboard(running.runtime.clone(), None).await;
         running.shutdown().await;
         match result {
