@@ -13,6 +13,7 @@ use crate::anthropic::{ApiError, ErrorKind};
 use crate::balancer::{FailureKind, Lease, SelectError};
 use crate::classify::classify;
 use crate::config::Category;
+use crate::providers::codewhisperer::buffers::{self, PooledBuf};
 use crate::providers::codewhisperer::client::{EventStream, UpstreamError, UpstreamErrorKind};
 use crate::providers::codewhisperer::convert::{ConvertOptions, Converted, convert};
 use crate::providers::codewhisperer::events::KiroEvent;
@@ -57,22 +58,60 @@ impl Route {
 
 /// Read the whole body, refusing more than `limit` bytes with an Anthropic 413.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        let mut too_large = false;
-        while let Some(s) = source {
-            too_large |= s.is::<http_body_util::LengthLimitError>();
-            source = s.source();
+    axum::body::to_bytes(body, limit).await.map_err(|e| body_error(&e, limit))
+}
+
+/// The client's error for a body that could not be read: 413 past the limit, else 400.
+fn body_error(e: &(dyn std::error::Error + 'static), limit: usize) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut too_large = false;
+    while let Some(s) = source {
+        too_large |= s.is::<http_body_util::LengthLimitError>();
+        source = s.source();
+    }
+    if too_large {
+        ApiError::new(
+            ErrorKind::RequestTooLarge,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    } else {
+        ApiError::invalid_request(format!("could not read the request body: {e}"))
+    }
+}
+
+/// [`read_body`] into a reused buffer (same limit, same errors): see [`buffers`].
+pub async fn read_body_reused(body: Body, limit: usize) -> Result<PooledBuf, ApiError> {
+    use axum::body::HttpBody;
+    use http_body_util::BodyExt;
+    let mut body = http_body_util::Limited::new(body, limit);
+    // Trust the announced length only so far: a client must not make us reserve the whole limit.
+    let announced = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    let mut buf = buffers::REQUEST_BODIES.take(announced.min(limit).min(MAX_BODY_RESERVE));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_error(e.as_ref(), limit))?;
+        if let Some(data) = frame.data_ref() {
+            buf.extend_from_slice(data);
         }
-        if too_large {
-            ApiError::new(
-                ErrorKind::RequestTooLarge,
-                format!("request body is larger than the limit of {limit} bytes"),
-            )
-        } else {
-            ApiError::invalid_request(format!("could not read the request body: {e}"))
-        }
-    })
+    }
+    Ok(buf)
+}
+
+/// Most bytes reserved up front from a request's `Content-Length`.
+const MAX_BODY_RESERVE: usize = 4 * 1024 * 1024;
+
+/// [`parse_request`] without its error bookkeeping when the body is fine: a plain typed parse
+/// first (serde_path_to_error's tracking costs about 15 % of a 1 MB parse), and only when that
+/// fails the tracking parse that says where the problem is. Accepts and rejects exactly what
+/// `parse_request` does, with the same errors.
+fn parse_body(bytes: &[u8]) -> Result<MessagesRequest, ApiError> {
+    let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if object
+        && let Ok(req) = serde_json::from_slice::<MessagesRequest>(bytes)
+        && !req.messages.is_empty()
+    {
+        return Ok(req);
+    }
+    parse_request(bytes)
 }
 
 fn body_limit(live: &Live) -> usize {
@@ -83,8 +122,8 @@ fn body_limit(live: &Live) -> usize {
 pub async fn count_tokens(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
     let live = rt.live();
     let result = async {
-        let bytes = read_body(body, body_limit(&live)).await?;
-        let req = parse_request(&bytes)?;
+        let bytes = read_body_reused(body, body_limit(&live)).await?;
+        let req = parse_body(&bytes)?;
         Ok::<_, ApiError>(req.estimate_input_tokens())
     }
     .await;
@@ -98,11 +137,11 @@ pub async fn count_tokens(State(rt): State<Arc<Runtime>>, body: Body) -> Respons
 pub async fn messages(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
     rt.count_request();
     let live = rt.live();
-    let bytes = match read_body(body, body_limit(&live)).await {
+    let bytes = match read_body_reused(body, body_limit(&live)).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let req = match parse_request(&bytes) {
+    let req = match parse_body(&bytes) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -319,10 +358,15 @@ struct Streaming {
 
 impl Streaming {
     /// The next bytes for the client; `None` when the answer is complete.
+    ///
+    /// Each event is translated as soon as its frame is complete. Frames that arrived together
+    /// (one upstream read) leave together in one chunk: under load that is one write to the
+    /// client instead of one per frame, and nothing ever waits for a frame not yet received.
     async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
             if let Some(first) = self.pending_first.take() {
                 self.on_event(first);
+                self.drain_buffered();
             }
             if !self.buf.is_empty() {
                 return Some(self.buf.split().freeze());
@@ -332,21 +376,41 @@ impl Streaming {
             }
             match tokio::time::timeout(PING_INTERVAL, self.events.next_event()).await {
                 Err(_) => self.translator.ping(&mut self.buf),
-                Ok(Ok(Some(event))) => self.on_event(event),
+                Ok(Ok(Some(event))) => {
+                    self.on_event(event);
+                    self.drain_buffered();
+                }
                 Ok(Ok(None)) => {
                     self.translator.finish(&mut self.buf);
                     if let Some(lease) = self.lease.take() {
                         lease.success(self.sent_at.elapsed());
                     }
                 }
-                Ok(Err(err)) => {
-                    tracing::warn!("upstream failed mid-stream: {}", err.message);
-                    self.translator.fail(&err.to_api_error(), &mut self.buf);
-                    if let Some(lease) = self.lease.take() {
-                        lease.failure(failure_kind(&err), &err.message);
-                    }
+                Ok(Err(err)) => self.upstream_failed(&err),
+            }
+        }
+    }
+
+    /// Translate the events whose frames are already buffered, without reading more.
+    fn drain_buffered(&mut self) {
+        while !self.translator.is_done() {
+            match self.events.buffered_event() {
+                Ok(Some(event)) => self.on_event(event),
+                Ok(None) => return,
+                Err(err) => {
+                    self.upstream_failed(&err);
+                    return;
                 }
             }
+        }
+    }
+
+    /// The upstream broke after the first byte: close the answer with an error event.
+    fn upstream_failed(&mut self, err: &UpstreamError) {
+        tracing::warn!("upstream failed mid-stream: {}", err.message);
+        self.translator.fail(&err.to_api_error(), &mut self.buf);
+        if let Some(lease) = self.lease.take() {
+            lease.failure(failure_kind(err), &err.message);
         }
     }
 
@@ -372,5 +436,58 @@ mod tests {
         assert_eq!(until_quota_reset(now), Duration::from_secs(3600));
         let now = chrono::Utc.with_ymd_and_hms(2026, 12, 31, 0, 0, 0).unwrap();
         assert_eq!(until_quota_reset(now), Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn parse_body_accepts_and_rejects_exactly_like_parse_request() {
+        let cases: &[&str] = &[
+            r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+            r#"  {"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text","text":"a\nb"}]}]}"#,
+            r#"{"model":"m","max_tokens":5,"messages":[]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"model":"m","max_tokens":5,"messages":"nope"}"#,
+            r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":5}]}"#,
+            r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}]} trailing"#,
+            r#"["m",5,[{"role":"user","content":"x"}]]"#,
+            "{not json",
+            "",
+            "null",
+        ];
+        for raw in cases {
+            let fast = parse_body(raw.as_bytes());
+            let reference = parse_request(raw.as_bytes());
+            match (fast, reference) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(
+                        (a.model, a.max_tokens, a.messages.len()),
+                        (b.model, b.max_tokens, b.messages.len())
+                    )
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b, "{raw}"),
+                (a, b) => panic!("{raw}: parse_body {:?} but parse_request {:?}", a.is_ok(), b.is_ok()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_whole_under_the_limit_and_refused_over_it() {
+        let body = Body::from(vec![b'x'; 3000]);
+        let buf = read_body_reused(body, 5000).await.expect("under the limit");
+        assert_eq!(buf.len(), 3000);
+        assert!(buf.iter().all(|b| *b == b'x'));
+        drop(buf);
+        let chunks = futures_util::stream::iter(
+            (0..10).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(&[b'y'; 1000]))),
+        );
+        let err = read_body_reused(Body::from_stream(chunks), 5000).await.expect_err("over the limit");
+        assert_eq!(err.kind, ErrorKind::RequestTooLarge);
+        assert!(err.message.contains("5000"), "{}", err.message);
+        let broken = futures_util::stream::iter(vec![
+            Ok(Bytes::from_static(b"{\"a\"")),
+            Err(std::io::Error::other("connection reset")),
+        ]);
+        let err = read_body_reused(Body::from_stream(broken), 5000).await.expect_err("a broken body");
+        assert_eq!(err.kind, ErrorKind::InvalidRequestError);
+        assert!(err.message.starts_with("could not read the request body"), "{}", err.message);
     }
 }

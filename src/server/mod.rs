@@ -91,6 +91,11 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         rt.set_listen_addr(addr);
     }
+    // Answers stream as many small writes: with Nagle on, each one after the first would wait
+    // for the client's delayed ACK (40 ms on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let app = router(rt).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

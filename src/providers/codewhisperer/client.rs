@@ -437,22 +437,27 @@ impl EventStream {
         }
     }
 
+    /// The next event if a whole frame of it has already arrived: no reading, no waiting.
+    /// `Ok(None)` means more bytes are needed (not the end of the answer).
+    ///
+    /// The proxy uses it to forward the frames that arrived together in one write to the client.
+    pub fn buffered_event(&mut self) -> Result<Option<KiroEvent>, UpstreamError> {
+        match self.decoder.next_frame() {
+            Ok(Some(frame)) => parse_frame(&frame).map(Some).map_err(|e| {
+                UpstreamError::new(UpstreamErrorKind::Protocol, format!("bad upstream event: {e}"))
+            }),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                Err(UpstreamError::new(UpstreamErrorKind::Protocol, format!("corrupt upstream frame: {e}")))
+            }
+        }
+    }
+
     /// The next event; `Ok(None)` at a clean end of the answer.
     pub async fn next_event(&mut self) -> Result<Option<KiroEvent>, UpstreamError> {
         loop {
-            match self.decoder.next_frame() {
-                Ok(Some(frame)) => {
-                    return parse_frame(&frame).map(Some).map_err(|e| {
-                        UpstreamError::new(UpstreamErrorKind::Protocol, format!("bad upstream event: {e}"))
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(UpstreamError::new(
-                        UpstreamErrorKind::Protocol,
-                        format!("corrupt upstream frame: {e}"),
-                    ));
-                }
+            if let Some(event) = self.buffered_event()? {
+                return Ok(Some(event));
             }
             if self.done {
                 if self.decoder.buffered_len() > 0 {
@@ -557,5 +562,21 @@ mod tests {
         let id = machine_id("aor-secret");
         assert_eq!(id.len(), 64);
         assert!(!id.contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn frames_that_arrived_together_are_available_without_waiting() {
+        use super::super::eventstream::encode_event;
+        let mut two = encode_event("assistantResponseEvent", br#"{"content":"a"}"#).to_vec();
+        two.extend_from_slice(&encode_event("assistantResponseEvent", br#"{"content":"b"}"#));
+        let third = encode_event("assistantResponseEvent", br#"{"content":"c"}"#);
+        let chunks: Vec<reqwest::Result<Bytes>> = vec![Ok(Bytes::from(two)), Ok(third)];
+        let mut events = EventStream::new(futures_util::stream::iter(chunks).boxed(), Duration::from_secs(5));
+        assert_eq!(events.buffered_event(), Ok(None), "nothing read yet");
+        assert_eq!(events.next_event().await, Ok(Some(KiroEvent::Text("a".into()))));
+        assert_eq!(events.buffered_event(), Ok(Some(KiroEvent::Text("b".into()))), "same read");
+        assert_eq!(events.buffered_event(), Ok(None), "the next frame needs another read");
+        assert_eq!(events.next_event().await, Ok(Some(KiroEvent::Text("c".into()))));
+        assert_eq!(events.next_event().await, Ok(None));
     }
 }

@@ -34,6 +34,7 @@
 //! [`check_kiro_body`] is the validator for those rules; the simulated upstream uses it to answer
 //! 400 exactly where Kiro would.
 
+use super::buffers;
 use super::models;
 use crate::anthropic::ApiError;
 use crate::anthropic::types::{
@@ -156,10 +157,11 @@ pub fn convert(req: &MessagesRequest, opts: &ConvertOptions) -> Result<Converted
         current: &current,
         tools: &tools,
     };
-    let conversation_state = serde_json::to_vec(&state)
+    let mut conversation_state = buffers::UPSTREAM_BODIES.take(serialized_size_hint(req, &history, &current));
+    serde_json::to_writer(&mut *conversation_state, &state)
         .map_err(|e| ApiError::invalid_request(format!("request could not be converted: {e}")))?;
     Ok(Converted {
-        conversation_state: Bytes::from(conversation_state),
+        conversation_state: conversation_state.into_bytes(),
         model_id,
         thinking: prefix.is_some(),
         tool_names,
@@ -167,11 +169,28 @@ pub fn convert(req: &MessagesRequest, opts: &ConvertOptions) -> Result<Converted
     })
 }
 
+/// Capacity for the serialised `conversationState`: the request's text and schema bytes (the
+/// classifier's estimate) plus image data, with a quarter more for JSON escaping and structure.
+/// Serialising a 1 MB conversation then allocates once instead of doubling its way up, which
+/// costs a copy and fresh pages at every step.
+fn serialized_size_hint(req: &MessagesRequest, history: &[Turn<'_>], current: &Turn<'_>) -> usize {
+    let text = usize::try_from(req.estimate_input_tokens().saturating_mul(4)).unwrap_or(0);
+    let images: usize = history
+        .iter()
+        .chain(std::iter::once(current))
+        .flat_map(|t| t.images.iter())
+        .map(|i| i.source.bytes.len())
+        .sum();
+    let bytes = text.saturating_add(images);
+    bytes.saturating_add(bytes / 4).saturating_add(4096)
+}
+
 /// The full request body for one upstream attempt: `{"conversationState":<state>,"profileArn":…}`
 /// by byte concatenation (the state is not re-serialised). An empty ARN is omitted.
 pub fn request_body(converted: &Converted, profile_arn: Option<&str>) -> Bytes {
     let arn = profile_arn.filter(|a| !a.is_empty());
-    let mut out = Vec::with_capacity(converted.conversation_state.len() + 48 + arn.map_or(0, str::len));
+    let mut out =
+        buffers::UPSTREAM_BODIES.take(converted.conversation_state.len() + 48 + arn.map_or(0, str::len));
     out.extend_from_slice(b"{\"conversationState\":");
     out.extend_from_slice(&converted.conversation_state);
     if let Some(arn) = arn {
@@ -179,7 +198,7 @@ pub fn request_body(converted: &Converted, profile_arn: Option<&str>) -> Bytes {
         write_json_string(&mut out, arn);
     }
     out.push(b'}');
-    Bytes::from(out)
+    out.into_bytes()
 }
 
 /// Appends `s` as a JSON string literal.

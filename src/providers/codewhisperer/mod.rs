@@ -3,6 +3,7 @@
 //!
 //! See `docs` in the README and the protocol notes for the wire format.
 
+pub mod buffers;
 pub mod client;
 pub mod convert;
 pub mod events;
