@@ -1,8 +1,10 @@
 //! The load harness: ccr against the same simulated upstream reached directly, in one run.
 //!
 //! ```sh
-//! cargo bench --bench loadtest            # the full table (about 2 minutes)
+//! cargo bench --bench loadtest            # the full table (under 2 minutes)
 //! cargo bench --bench loadtest -- --quick # a shorter, noisier run
+//! cargo bench --bench loadtest -- --only claude-code/non-stream/1 --slice-ms 10000 --rounds 1
+//!                                         # one cell, long enough to attach a profiler
 //! ```
 //!
 //! What it does:
@@ -10,20 +12,26 @@
 //! 1. starts a simulated CodeWhisperer upstream ([`ccr::demo::upstream`]) in this process;
 //! 2. starts the real `ccr` binary (`ccr start --config <tmp>`) as a child process in front of it,
 //!    so that its memory can be read from `/proc/<pid>/status`;
-//! 3. reads ccr's resident size idle, then while 256 streams are open through it;
-//! 4. for each body (a small main turn, and a 1 MB Claude-Code-shaped session), each mode
+//! 3. starts a **bare forwarder** as another child process (this harness re-run with
+//!    `--bare-forwarder`): the same stack as ccr (tokio multi-thread runtime, axum, reqwest,
+//!    `TCP_NODELAY`) passing the Kiro body through and the event stream back, with no parsing,
+//!    conversion or translation. It is the floor of any proxy built this way on this machine:
+//!    one more process and one more loopback hop;
+//! 4. reads ccr's resident size idle, then while 256 streams are open through it;
+//! 5. for each body (a small main turn, and a 1 MB Claude-Code-shaped session), each mode
 //!    (non-streaming, streaming) and each concurrency (1, 32), alternates short slices of
 //!    - **direct**: the client POSTs the Kiro body (converted once, up front, by the same
 //!      conversion ccr uses) to the sim's `/generateAssistantResponse` and reads the event stream;
+//!    - **bare**: the same request through the bare forwarder;
 //!    - **ccr**: the client POSTs the Anthropic body to ccr's `/v1/messages`, which parses,
 //!      classifies, converts, calls the same sim and translates the answer;
 //!
 //!    and prints requests/s, p50 / p99 latency (time to last byte; for streaming also time to
-//!    first byte) and the ratios ccr / direct.
+//!    first byte) and the ratios ccr / direct (and bare / direct).
 //!
-//! Direct and ccr slices alternate (several rounds each) so that the noise of a shared machine
-//! falls on both. The client, the sim and ccr share the machine's cores: at concurrency 32 the
-//! ratio includes ccr's CPU taken from the other two.
+//! The paths alternate (several rounds each, the order rotating) so that the noise of a shared
+//! machine falls on all of them. The client, the sim, the forwarder and ccr share the machine's
+//! cores: at concurrency 32 the ratio includes ccr's CPU taken from the client and the sim.
 
 #[path = "support/shapes.rs"]
 mod shapes;
@@ -46,8 +54,8 @@ const MEMORY_STREAMS: usize = 256;
 /// Size of the large request body.
 const LARGE_BODY_BYTES: usize = 1_000_000;
 
-/// How long, how often.
-#[derive(Debug, Clone, Copy)]
+/// How long, how often, and what.
+#[derive(Debug, Clone)]
 struct Plan {
     /// Length of one measured slice of one path.
     slice: Duration,
@@ -55,6 +63,11 @@ struct Plan {
     rounds: usize,
     /// Unmeasured traffic before a cell's first round, per path.
     warmup: Duration,
+    /// Only cells whose `body/mode/concurrency` label (`small/non-stream/1`, `claude-code/stream/32`)
+    /// contains this: for profiling one cell.
+    only: Option<String>,
+    /// Skip the memory phase.
+    skip_memory: bool,
 }
 
 fn plan_from_args() -> Option<Plan> {
@@ -64,14 +77,44 @@ fn plan_from_args() -> Option<Plan> {
         println!("loadtest: run with `cargo bench --bench loadtest` (it takes about 2 minutes)");
         return None;
     }
-    let mut plan = Plan { slice: Duration::from_millis(1500), rounds: 3, warmup: Duration::from_millis(300) };
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let mut plan = Plan {
+        slice: Duration::from_millis(1500),
+        rounds: 3,
+        warmup: Duration::from_millis(300),
+        only: value("--only"),
+        skip_memory: args.iter().any(|a| a == "--skip-memory"),
+    };
     if args.iter().any(|a| a == "--quick") {
-        plan = Plan { slice: Duration::from_millis(500), rounds: 2, warmup: Duration::from_millis(150) };
+        plan.slice = Duration::from_millis(500);
+        plan.rounds = 2;
+        plan.warmup = Duration::from_millis(150);
+    }
+    if let Some(ms) = value("--slice-ms").and_then(|v| v.parse().ok()) {
+        plan.slice = Duration::from_millis(ms);
+    }
+    if let Some(n) = value("--rounds").and_then(|v| v.parse().ok()) {
+        plan.rounds = n;
     }
     Some(plan)
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--bare-forwarder") {
+        let (Some(upstream), Some(port)) = (args.get(i + 1), args.get(i + 2).and_then(|p| p.parse().ok()))
+        else {
+            eprintln!("usage: --bare-forwarder <upstream base url> <port>");
+            std::process::exit(2);
+        };
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+        if let Err(e) = runtime.block_on(bare_forwarder(upstream.clone(), port)) {
+            eprintln!("bare forwarder failed: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let Some(plan) = plan_from_args() else { return };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     if let Err(e) = runtime.block_on(run(plan)) {
@@ -112,14 +155,14 @@ fn human_bytes(n: usize) -> String {
     if n >= 1_000_000 { format!("{:.2} MB", n as f64 / 1e6) } else { format!("{:.1} KB", n as f64 / 1e3) }
 }
 
-/// The ccr child process; killed when dropped.
-struct CcrProcess {
+/// A child process (ccr, or the bare forwarder); killed when dropped.
+struct ChildProcess {
     child: Child,
     base_url: String,
     log: std::path::PathBuf,
 }
 
-impl CcrProcess {
+impl ChildProcess {
     fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -142,21 +185,49 @@ impl CcrProcess {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
+
+    /// Spawn `command` listening on `port` and wait until `GET /health` answers.
+    async fn spawn(
+        mut command: Command,
+        port: u16,
+        log: std::path::PathBuf,
+        http: &reqwest::Client,
+    ) -> Result<ChildProcess, BoxError> {
+        let child = command
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        let process = ChildProcess { child, base_url: format!("http://127.0.0.1:{port}"), log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{}/health", process.base_url)).send().await
+                && r.status().is_success()
+            {
+                return Ok(process);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{:?} did not come up; its log:\n{}", command, process.log_tail()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
-impl Drop for CcrProcess {
+impl Drop for ChildProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// A free port on 127.0.0.1 (bound, then released for ccr to take).
+/// A free port on 127.0.0.1 (bound, then released for the child to take).
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn start_ccr(dir: &Path, sim: &SimUpstream, http: &reqwest::Client) -> Result<CcrProcess, BoxError> {
+async fn start_ccr(dir: &Path, sim: &SimUpstream, http: &reqwest::Client) -> Result<ChildProcess, BoxError> {
     let token = dir.join("token.json");
     write_social_token_file(&token, &sim.issue_credentials(Duration::from_secs(4 * 3600)))?;
     let config = json!({
@@ -171,29 +242,63 @@ async fn start_ccr(dir: &Path, sim: &SimUpstream, http: &reqwest::Client) -> Res
     });
     let config_path = dir.join("config.json");
     std::fs::write(&config_path, serde_json::to_string_pretty(&config)?)?;
-    let log = dir.join("ccr.log");
     let port = free_port()?;
-    let child = Command::new(env!("CARGO_BIN_EXE_ccr"))
-        .args(["start", "--config"])
-        .arg(&config_path)
-        .args(["--port", &port.to_string()])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()?;
-    let process = CcrProcess { child, base_url: format!("http://127.0.0.1:{port}"), log };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = http.get(format!("{}/health", process.base_url)).send().await
-            && r.status().is_success()
-        {
-            return Ok(process);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ccr"));
+    command.args(["start", "--config"]).arg(&config_path).args(["--port", &port.to_string()]);
+    ChildProcess::spawn(command, port, dir.join("ccr.log"), http).await
+}
+
+async fn start_bare(dir: &Path, sim: &SimUpstream, http: &reqwest::Client) -> Result<ChildProcess, BoxError> {
+    let port = free_port()?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args(["--bare-forwarder", &sim.base_url(), &port.to_string()]);
+    ChildProcess::spawn(command, port, dir.join("bare.log"), http).await
+}
+
+/// The bare forwarder's state: where to forward, and the client to do it with.
+#[derive(Clone)]
+struct Forwarder {
+    http: reqwest::Client,
+    url: String,
+}
+
+/// `--bare-forwarder`: POST `/generateAssistantResponse` is passed through to the upstream with
+/// its authorization, and the upstream's body is streamed back as it arrives.
+async fn bare_forwarder(upstream: String, port: u16) -> Result<(), BoxError> {
+    use axum::routing::{get, post};
+    let http = reqwest::Client::builder().no_proxy().tcp_nodelay(true).build()?;
+    let state = Forwarder { http, url: format!("{upstream}/generateAssistantResponse") };
+    let app = axum::Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/generateAssistantResponse", post(forward))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn forward(
+    axum::extract::State(f): axum::extract::State<Forwarder>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut request = f.http.post(&f.url).header("content-type", "application/json").body(body);
+    if let Some(auth) = headers.get("authorization") {
+        request = request.header("authorization", auth.clone());
+    }
+    match request.send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let mut response = axum::response::Response::new(axum::body::Body::from_stream(r.bytes_stream()));
+            *response.status_mut() = axum::http::StatusCode::from_u16(status).unwrap_or_default();
+            response
         }
-        if Instant::now() > deadline {
-            return Err(format!("ccr did not come up; its log:\n{}", process.log_tail()).into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     }
 }
 
@@ -201,7 +306,20 @@ async fn start_ccr(dir: &Path, sim: &SimUpstream, http: &reqwest::Client) -> Res
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Direct,
+    Bare,
     Ccr,
+}
+
+impl Route {
+    const ALL: [Route; 3] = [Route::Direct, Route::Bare, Route::Ccr];
+
+    fn label(self) -> &'static str {
+        match self {
+            Route::Direct => "direct",
+            Route::Bare => "bare",
+            Route::Ccr => "ccr",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +341,7 @@ impl Mode {
 struct Target {
     http: reqwest::Client,
     direct_url: String,
+    bare_url: String,
     ccr_url: String,
     bearer: String,
 }
@@ -254,9 +373,9 @@ impl Tally {
 async fn one_request(target: &Target, path: Route, mode: Mode, body: &Body) -> Result<Sample, String> {
     let started = Instant::now();
     let request = match path {
-        Route::Direct => target
+        Route::Direct | Route::Bare => target
             .http
-            .post(&target.direct_url)
+            .post(if path == Route::Direct { &target.direct_url } else { &target.bare_url })
             .bearer_auth(&target.bearer)
             .header("content-type", "application/json")
             .body(body.kiro.clone()),
@@ -291,7 +410,7 @@ async fn one_request(target: &Target, path: Route, mode: Mode, body: &Body) -> R
     let total = started.elapsed();
     let tail = String::from_utf8_lossy(&tail);
     let complete = match (path, mode) {
-        (Route::Direct, _) => tail.contains("contextUsagePercentage"),
+        (Route::Direct | Route::Bare, _) => tail.contains("contextUsagePercentage"),
         (Route::Ccr, Mode::Streaming) => tail.contains("message_stop"),
         (Route::Ccr, Mode::NonStreaming) => tail.contains("\"usage\"") || tail.ends_with('}'),
     };
@@ -340,7 +459,12 @@ async fn slice(
     }
     total.elapsed = started.elapsed();
     if let Some(e) = first_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        eprintln!("  {path:?} {} c={concurrency}: {} failures, first: {e}", mode.label(), total.failures);
+        eprintln!(
+            "  {} {} c={concurrency}: {} failures, first: {e}",
+            path.label(),
+            mode.label(),
+            total.failures
+        );
     }
     total
 }
@@ -384,12 +508,13 @@ impl Figures {
     }
 }
 
-/// One row of the table: a body, a mode and a concurrency, both paths.
+/// One row of the table: a body, a mode and a concurrency, every path.
 struct Row {
     body: String,
     mode: Mode,
     concurrency: usize,
     direct: Figures,
+    bare: Figures,
     ccr: Figures,
 }
 
@@ -398,28 +523,27 @@ async fn measure_cell(
     body: &Arc<Body>,
     mode: Mode,
     concurrency: usize,
-    plan: Plan,
+    plan: &Plan,
 ) -> Row {
-    slice(target, body, Route::Direct, mode, concurrency, plan.warmup).await;
-    slice(target, body, Route::Ccr, mode, concurrency, plan.warmup).await;
-    let mut direct = Tally::default();
-    let mut ccr = Tally::default();
+    for path in Route::ALL {
+        slice(target, body, path, mode, concurrency, plan.warmup).await;
+    }
+    let mut tallies = [Tally::default(), Tally::default(), Tally::default()];
     for round in 0..plan.rounds {
-        // Alternate which path goes first, so a slow-down in time does not favour one.
-        let order = if round % 2 == 0 { [Route::Direct, Route::Ccr] } else { [Route::Ccr, Route::Direct] };
-        for path in order {
-            let t = slice(target, body, path, mode, concurrency, plan.slice).await;
-            match path {
-                Route::Direct => direct.merge(t),
-                Route::Ccr => ccr.merge(t),
-            }
+        // Rotate which path goes first, so a slow-down in time does not favour one.
+        for k in 0..Route::ALL.len() {
+            let i = (round + k) % Route::ALL.len();
+            let t = slice(target, body, Route::ALL[i], mode, concurrency, plan.slice).await;
+            tallies[i].merge(t);
         }
     }
+    let [direct, bare, ccr] = tallies;
     Row {
         body: body.label.clone(),
         mode,
         concurrency,
         direct: Figures::from(&direct),
+        bare: Figures::from(&bare),
         ccr: Figures::from(&ccr),
     }
 }
@@ -429,7 +553,7 @@ async fn measure_cell(
 async fn memory_under_streams(
     target: &Arc<Target>,
     sim: &SimUpstream,
-    ccr: &CcrProcess,
+    ccr: &ChildProcess,
 ) -> (u64, u64, u64, u64) {
     let mut body = shapes::small_request(true);
     body["messages"][0]["content"][1]["text"] = json!("hold the line [sim:long:60]");
@@ -507,30 +631,36 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
     let http =
         reqwest::Client::builder().no_proxy().tcp_nodelay(true).pool_max_idle_per_host(1024).build()?;
     let ccr = start_ccr(dir.path(), &sim, &http).await?;
+    let bare = start_bare(dir.path(), &sim, &http).await?;
     let credentials = sim.issue_credentials(Duration::from_secs(4 * 3600));
     let target = Arc::new(Target {
         http,
         direct_url: format!("{}/generateAssistantResponse", sim.base_url()),
+        bare_url: format!("{}/generateAssistantResponse", bare.base_url),
         ccr_url: format!("{}/v1/messages?beta=true", ccr.base_url),
         bearer: credentials.access_token.clone(),
     });
 
     println!(
-        "ccr load harness: {} CPUs; sim in-process at {}; ccr pid {} at {}",
+        "ccr load harness: {} CPUs; sim in-process at {}; ccr pid {} at {}; bare forwarder pid {} at {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         sim.base_url(),
         ccr.pid(),
-        ccr.base_url
+        ccr.base_url,
+        bare.pid(),
+        bare.base_url
     );
     println!(
-        "slices of {} ms, {} rounds per path and cell, direct and ccr alternating\n",
+        "slices of {} ms, {} rounds per path and cell, paths alternating\n",
         plan.slice.as_millis(),
         plan.rounds
     );
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_rss, _) = ccr.memory();
-    let (streams_rss, streams_hwm, open, stream_failures) = memory_under_streams(&target, &sim, &ccr).await;
+    let (bare_idle_rss, _) = bare.memory();
+    let (streams_rss, streams_hwm, open, stream_failures) =
+        if plan.skip_memory { (0, 0, 0, 0) } else { memory_under_streams(&target, &sim, &ccr).await };
 
     let arn = credentials.profile_arn.clone();
     let small =
@@ -546,7 +676,12 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
     for body in [&small, &large] {
         for mode in [Mode::NonStreaming, Mode::Streaming] {
             for concurrency in [1, 32] {
-                let row = measure_cell(&target, body, mode, concurrency, plan).await;
+                let name = body.label.split(' ').next().unwrap_or_default();
+                let label = format!("{name}/{}/{concurrency}", mode.label());
+                if plan.only.as_ref().is_some_and(|only| !label.contains(only.as_str())) {
+                    continue;
+                }
+                let row = measure_cell(&target, body, mode, concurrency, &plan).await;
                 print_row(&row, rows.is_empty());
                 let _ = std::io::stdout().flush();
                 rows.push(row);
@@ -556,19 +691,23 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
     let (_, final_hwm) = ccr.memory();
 
     println!();
-    println!("ccr resident memory (pid {}):", ccr.pid());
-    println!("  idle after start                       VmRSS {}", mib(idle_rss));
-    println!(
-        "  {MEMORY_STREAMS} concurrent streams (peak {open} open)   VmRSS peak {}  VmHWM {}{}",
-        mib(streams_rss),
-        mib(streams_hwm),
-        if stream_failures > 0 { format!("  ({stream_failures} streams failed)") } else { String::new() }
-    );
-    println!("  after the whole run                    VmHWM {}", mib(final_hwm));
+    println!("resident memory:");
+    println!("  ccr idle after start                          VmRSS {}", mib(idle_rss));
+    if !plan.skip_memory {
+        println!(
+            "  ccr with {MEMORY_STREAMS} concurrent streams (peak {open} open)  VmRSS peak {}  VmHWM {}{}",
+            mib(streams_rss),
+            mib(streams_hwm),
+            if stream_failures > 0 { format!("  ({stream_failures} streams failed)") } else { String::new() }
+        );
+    }
+    println!("  ccr after the whole run                       VmHWM {}", mib(final_hwm));
+    println!("  bare forwarder idle (same stack, no features) VmRSS {}", mib(bare_idle_rss));
     println!();
-    print_targets(&rows, idle_rss, streams_hwm);
+    print_targets(&rows, idle_rss, (!plan.skip_memory).then_some(streams_hwm));
     let failures: u64 =
-        rows.iter().map(|r| r.direct.failures + r.ccr.failures).sum::<u64>() + stream_failures;
+        rows.iter().map(|r| r.direct.failures + r.bare.failures + r.ccr.failures).sum::<u64>()
+            + stream_failures;
     println!("\nfailed requests: {failures}; run took {:.0} s", started.elapsed().as_secs_f64());
     let log = std::fs::read_to_string(&ccr.log).unwrap_or_default();
     let warnings = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count();
@@ -576,6 +715,7 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
         println!("ccr logged {warnings} warnings/errors; last lines:\n{}", ccr.log_tail());
     }
     drop(ccr);
+    drop(bare);
     sim.shutdown().await;
     if failures > 0 {
         return Err(format!("{failures} requests failed").into());
@@ -590,13 +730,13 @@ fn print_row(row: &Row, header: bool) {
             "body", "mode", "c", "path", "req/s", "p50 ms", "p99 ms", "ttfb p50", "ttfb p99", "n"
         );
     }
-    let line = |path: &str, f: &Figures| {
+    let line = |path: Route, f: &Figures| {
         println!(
             "{:<22} {:<10} {:>3}  {:<6} {:>9.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7}",
             row.body,
             row.mode.label(),
             row.concurrency,
-            path,
+            path.label(),
             f.rps,
             f.p50,
             f.p99,
@@ -605,44 +745,51 @@ fn print_row(row: &Row, header: bool) {
             f.count
         );
     };
-    line("direct", &row.direct);
-    line("ccr", &row.ccr);
-    let (d, c) = (&row.direct, &row.ccr);
-    println!(
-        "{:<22} {:<10} {:>3}  {:<6} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}   +{:.3} ms p50",
-        "",
-        "",
-        "",
-        "ratio",
-        c.rps / d.rps,
-        c.p50 / d.p50,
-        c.p99 / d.p99,
-        c.ttfb_p50 / d.ttfb_p50,
-        c.ttfb_p99 / d.ttfb_p99,
-        c.p50 - d.p50
-    );
+    line(Route::Direct, &row.direct);
+    line(Route::Bare, &row.bare);
+    line(Route::Ccr, &row.ccr);
+    let ratio = |name: &str, x: &Figures, d: &Figures| {
+        println!(
+            "{:<22} {:<10} {:>3}  {:<6} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}   +{:.3} ms p50",
+            "",
+            "",
+            "",
+            name,
+            x.rps / d.rps,
+            x.p50 / d.p50,
+            x.p99 / d.p99,
+            x.ttfb_p50 / d.ttfb_p50,
+            x.ttfb_p99 / d.ttfb_p99,
+            x.p50 - d.p50
+        );
+    };
+    ratio("bare/d", &row.bare, &row.direct);
+    ratio("ccr/d", &row.ccr, &row.direct);
 }
 
-/// The issue's targets, each with the measured figure and whether it was met.
-fn print_targets(rows: &[Row], idle_rss: u64, streams_hwm: u64) {
+/// The issue's targets, each with the measured figure, whether it was met, and the floor the
+/// bare forwarder shows for the same figure.
+fn print_targets(rows: &[Row], idle_rss: u64, streams_hwm: Option<u64>) {
     let find = |large: bool, mode: Mode, c: usize| {
         rows.iter()
             .find(|r| r.body.starts_with("claude-code") == large && r.mode == mode && r.concurrency == c)
     };
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    println!("targets:");
+    println!("targets (ccr; in brackets the bare forwarder, the floor of one more hop):");
     if let Some(r) = find(false, Mode::NonStreaming, 1) {
         let added = r.ccr.p50 - r.direct.p50;
+        let floor = r.bare.p50 - r.direct.p50;
         println!(
-            "  non-streaming overhead, c=1, p50 < 0.15 ms      +{added:.3} ms   {}",
+            "  non-streaming overhead, c=1, p50 < 0.15 ms     +{added:.3} ms [+{floor:.3}]  {}",
             verdict(added < 0.15)
         );
     }
     for mode in [Mode::NonStreaming, Mode::Streaming] {
         if let Some(r) = find(false, mode, 32) {
             let ratio = r.ccr.rps / r.direct.rps;
+            let floor = r.bare.rps / r.direct.rps;
             println!(
-                "  throughput c=32 {:<10} >= 0.25 x direct     {ratio:.2} x   {}",
+                "  throughput c=32 {:<10} >= 0.25 x direct    {ratio:.2} x [{floor:.2} x]  {}",
                 mode.label(),
                 verdict(ratio >= 0.25)
             );
@@ -650,19 +797,22 @@ fn print_targets(rows: &[Row], idle_rss: u64, streams_hwm: u64) {
     }
     if let Some(r) = find(true, Mode::NonStreaming, 1) {
         let added = r.ccr.p50 - r.direct.p50;
+        let floor = r.bare.p50 - r.direct.p50;
         println!(
-            "  1 MB request adds < 3 ms p50 (c=1)              +{added:.3} ms   {}",
+            "  1 MB request adds < 3 ms p50 (c=1)             +{added:.3} ms [+{floor:.3}]  {}",
             verdict(added < 3.0)
         );
     }
     println!(
-        "  idle RSS < 20 MiB                               {}   {}",
+        "  idle RSS < 20 MiB                              {}  {}",
         mib(idle_rss),
         verdict(idle_rss < 20 * 1024)
     );
-    println!(
-        "  RSS with {MEMORY_STREAMS} streams < 64 MiB                    {}   {}",
-        mib(streams_hwm),
-        verdict(streams_hwm < 64 * 1024)
-    );
+    if let Some(hwm) = streams_hwm {
+        println!(
+            "  RSS with {MEMORY_STREAMS} streams < 64 MiB                   {}  {}",
+            mib(hwm),
+            verdict(hwm < 64 * 1024)
+        );
+    }
 }
