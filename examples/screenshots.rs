@@ -34,21 +34,18 @@ fn main() -> ExitCode {
         eprintln!("cannot create {}: {e}", out.display());
         return ExitCode::FAILURE;
     }
-    let screens: [(&str, Box<dyn Fn() -> App>); 3] = [
-        ("normal", Box::new(|| sample::app(Scenario::Normal).0)),
-        ("provider-down", Box::new(|| sample::app(Scenario::ProviderDown).0)),
-        (
-            "help",
-            Box::new(|| {
-                let mut app = sample::app(Scenario::Normal).0;
-                app.apply(Action::ToggleHelp);
-                app
-            }),
-        ),
+    let help = || {
+        let mut app = sample::app(Scenario::Normal).0;
+        app.apply(Action::ToggleHelp);
+        app
+    };
+    let screens: [(&str, App); 3] = [
+        ("normal", sample::app(Scenario::Normal).0),
+        ("provider-down", sample::app(Scenario::ProviderDown).0),
+        ("help", help()),
     ];
     let converter = png_converter();
-    for (name, make) in screens {
-        let app = make();
+    for (name, app) in screens {
         let mut terminal = match Terminal::new(TestBackend::new(WIDTH, HEIGHT)) {
             Ok(t) => t,
             Err(e) => {
