@@ -20,7 +20,9 @@
 //!    model produced it (removing tool uses can leave an empty turn and hides that a call was
 //!    made) and tells the model the call did not complete, which is exactly what happened;
 //!    Anthropic itself would reject such a conversation, so the client is the one at fault.
-//!    Duplicate tool use ids in history keep their first occurrence.
+//!    Duplicate tool use ids in history keep their first occurrence; a tool use with an empty id
+//!    (no result can answer it, and Kiro rejects it) is dropped, and a result with an empty id is
+//!    an orphan.
 //! 5. **Tools declared.** Custom tools go to `currentMessage…tools`; server tools
 //!    (`web_search_20250305`, …) are not sent as specs; tools used in history but not declared
 //!    (case-insensitive) get a placeholder spec.
@@ -625,7 +627,7 @@ fn pair_tool_results<'a>(history: &mut [Turn<'a>], current: &mut Turn<'a>) {
     for turn in history.iter_mut().chain(std::iter::once(current)) {
         match turn.side {
             Side::Assistant => {
-                turn.tool_uses.retain(|u| seen_uses.insert(u.tool_use_id));
+                turn.tool_uses.retain(|u| !u.tool_use_id.is_empty() && seen_uses.insert(u.tool_use_id));
                 pending.clear();
                 pending.extend(turn.tool_uses.iter().map(|u| u.tool_use_id));
             }
@@ -1584,6 +1586,35 @@ mod tests {
         // `Bash` in history matches the declared `bash` case-insensitively: no placeholder.
         assert_eq!(tool_names(&v), ["bash"]);
         assert_eq!(tool_spec(&v, "bash")["description"], "Tool: bash");
+    }
+
+    /// Found by the `request_converter` fuzz target: an empty `tool_use` id reached Kiro as an
+    /// empty `toolUseId`, which it rejects (rule 4).
+    #[test]
+    fn tool_uses_with_empty_ids_are_dropped_and_their_results_kept_as_text() {
+        let r = req(json!({"model": "claude-opus-4-8", "max_tokens": 10, "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "running"},
+                {"type": "tool_use", "id": "", "name": "名前のツール", "input": 5.0},
+                {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "ls"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "", "content": "from the nameless call"},
+                {"type": "tool_result", "tool_use_id": "t1", "content": "files"}
+            ]}
+        ]}));
+        let (_, v) = run(&r);
+        let h = history(&v);
+        let uses = &h[1]["assistantResponseMessage"]["toolUses"];
+        assert_eq!(uses.as_array().map(Vec::len), Some(1), "{uses}");
+        assert_eq!(uses[0]["toolUseId"], "t1");
+        let results = &current(&v)["userInputMessageContext"]["toolResults"];
+        assert_eq!(
+            results,
+            &json!([{"toolUseId": "t1", "content": [{"text": "files"}], "status": "success"}])
+        );
+        assert_eq!(current(&v)["content"], "[Tool result for ]\nfrom the nameless call");
     }
 
     #[test]
