@@ -359,14 +359,15 @@ struct Streaming {
 impl Streaming {
     /// The next bytes for the client; `None` when the answer is complete.
     ///
-    /// Each event is translated as soon as its frame is complete. Frames that arrived together
-    /// (one upstream read) leave together in one chunk: under load that is one write to the
-    /// client instead of one per frame, and nothing ever waits for a frame not yet received.
+    /// Each event is translated as soon as its frame is complete, and nothing waits for a frame
+    /// not yet received. Frames already at hand when one is translated leave in the same chunk
+    /// (one write to the client instead of several); the HTTP client hands over one upstream
+    /// chunk (one frame) at a time, so this batches only what is ready, mostly under load.
     async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
             if let Some(first) = self.pending_first.take() {
                 self.on_event(first);
-                self.drain_buffered();
+                self.drain_arrived();
             }
             if !self.buf.is_empty() {
                 return Some(self.buf.split().freeze());
@@ -378,7 +379,7 @@ impl Streaming {
                 Err(_) => self.translator.ping(&mut self.buf),
                 Ok(Ok(Some(event))) => {
                     self.on_event(event);
-                    self.drain_buffered();
+                    self.drain_arrived();
                 }
                 Ok(Ok(None)) => {
                     self.translator.finish(&mut self.buf);
@@ -391,8 +392,9 @@ impl Streaming {
         }
     }
 
-    /// Translate the events whose frames are already buffered, without reading more.
-    fn drain_buffered(&mut self) {
+    /// Translate the events that have already arrived, without waiting for more (see
+    /// [`EventStream::buffered_event`]).
+    fn drain_arrived(&mut self) {
         while !self.translator.is_done() {
             match self.events.buffered_event() {
                 Ok(Some(event)) => self.on_event(event),

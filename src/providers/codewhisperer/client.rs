@@ -14,8 +14,8 @@ use crate::anthropic::{ApiError, ErrorKind};
 use crate::config::{Provider, expand_tilde, ms};
 use axum::http::StatusCode;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -437,11 +437,35 @@ impl EventStream {
         }
     }
 
-    /// The next event if a whole frame of it has already arrived: no reading, no waiting.
-    /// `Ok(None)` means more bytes are needed (not the end of the answer).
+    /// The next event if a whole frame of it has already arrived: decoded from what is buffered,
+    /// or from body chunks that are ready now. Never waits. `Ok(None)` means nothing complete
+    /// has arrived yet (or the body ended: [`EventStream::next_event`] then says how).
     ///
-    /// The proxy uses it to forward the frames that arrived together in one write to the client.
+    /// The proxy uses it to send frames that are already here in one write to the client. (The
+    /// upstream sends each frame as its own HTTP chunk and the HTTP client decodes the next one
+    /// only when asked, so under light load there is rarely more than one.)
     pub fn buffered_event(&mut self) -> Result<Option<KiroEvent>, UpstreamError> {
+        loop {
+            if let Some(event) = self.decoded_event()? {
+                return Ok(Some(event));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.body.next().now_or_never() {
+                None => return Ok(None),
+                Some(None) => self.done = true,
+                Some(Some(Ok(chunk))) => {
+                    self.last_progress = tokio::time::Instant::now();
+                    self.decoder.feed(&chunk);
+                }
+                Some(Some(Err(e))) => return Err(broken(&e)),
+            }
+        }
+    }
+
+    /// The next event from the bytes already fed to the decoder.
+    fn decoded_event(&mut self) -> Result<Option<KiroEvent>, UpstreamError> {
         match self.decoder.next_frame() {
             Ok(Some(frame)) => parse_frame(&frame).map(Some).map_err(|e| {
                 UpstreamError::new(UpstreamErrorKind::Protocol, format!("bad upstream event: {e}"))
@@ -456,7 +480,7 @@ impl EventStream {
     /// The next event; `Ok(None)` at a clean end of the answer.
     pub async fn next_event(&mut self) -> Result<Option<KiroEvent>, UpstreamError> {
         loop {
-            if let Some(event) = self.buffered_event()? {
+            if let Some(event) = self.decoded_event()? {
                 return Ok(Some(event));
             }
             if self.done {
@@ -483,15 +507,18 @@ impl EventStream {
                     self.last_progress = tokio::time::Instant::now();
                     self.decoder.feed(&chunk);
                 }
-                Ok(Some(Err(e))) => {
-                    return Err(UpstreamError::new(
-                        UpstreamErrorKind::Protocol,
-                        format!("upstream stream broke: {}", describe_transport(&e)),
-                    ));
-                }
+                Ok(Some(Err(e))) => return Err(broken(&e)),
             }
         }
     }
+}
+
+/// A read error on the upstream body.
+fn broken(e: &reqwest::Error) -> UpstreamError {
+    UpstreamError::new(
+        UpstreamErrorKind::Protocol,
+        format!("upstream stream broke: {}", describe_transport(e)),
+    )
 }
 
 #[cfg(test)]
@@ -565,18 +592,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn frames_that_arrived_together_are_available_without_waiting() {
+    async fn frames_already_received_are_available_without_waiting() {
         use super::super::eventstream::encode_event;
-        let mut two = encode_event("assistantResponseEvent", br#"{"content":"a"}"#).to_vec();
-        two.extend_from_slice(&encode_event("assistantResponseEvent", br#"{"content":"b"}"#));
-        let third = encode_event("assistantResponseEvent", br#"{"content":"c"}"#);
-        let chunks: Vec<reqwest::Result<Bytes>> = vec![Ok(Bytes::from(two)), Ok(third)];
-        let mut events = EventStream::new(futures_util::stream::iter(chunks).boxed(), Duration::from_secs(5));
-        assert_eq!(events.buffered_event(), Ok(None), "nothing read yet");
-        assert_eq!(events.next_event().await, Ok(Some(KiroEvent::Text("a".into()))));
-        assert_eq!(events.buffered_event(), Ok(Some(KiroEvent::Text("b".into()))), "same read");
-        assert_eq!(events.buffered_event(), Ok(None), "the next frame needs another read");
-        assert_eq!(events.next_event().await, Ok(Some(KiroEvent::Text("c".into()))));
-        assert_eq!(events.next_event().await, Ok(None));
+        let text =
+            |t: &str| encode_event("assistantResponseEvent", format!(r#"{{"content":"{t}"}}"#).as_bytes());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<reqwest::Result<Bytes>>();
+        let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        let mut events = EventStream::new(body.boxed(), Duration::from_secs(5));
+        assert_eq!(events.buffered_event(), Ok(None), "nothing received yet");
+
+        // Two frames in one chunk, then a frame in a chunk of its own: all there already.
+        let mut two = text("a").to_vec();
+        two.extend_from_slice(&text("b"));
+        tx.send(Ok(Bytes::from(two))).unwrap();
+        tx.send(Ok(text("c"))).unwrap();
+        for expected in ["a", "b", "c"] {
+            assert_eq!(events.buffered_event(), Ok(Some(KiroEvent::Text(expected.into()))));
+        }
+        assert_eq!(events.buffered_event(), Ok(None), "the next frame has not arrived");
+
+        // Half a frame is not an event yet; the rest makes it one.
+        let d = text("d");
+        tx.send(Ok(d.slice(..10))).unwrap();
+        assert_eq!(events.buffered_event(), Ok(None));
+        tx.send(Ok(d.slice(10..))).unwrap();
+        assert_eq!(events.next_event().await, Ok(Some(KiroEvent::Text("d".into()))));
+
+        drop(tx);
+        assert_eq!(events.buffered_event(), Ok(None), "the end is not an event");
+        assert_eq!(events.next_event().await, Ok(None), "and next_event reports a clean end");
     }
 }
