@@ -163,13 +163,17 @@ pub async fn messages(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
         context_window: context_window(&converted.model_id),
         tool_names: converted.tool_names.clone(),
     };
-    dispatch(&rt, &live, &req, &converted, options, &mut route).await
+    // Everything the attempts need is in `converted`: free the parsed request (as large as the
+    // body) before waiting on the upstream, not after.
+    let stream = req.stream;
+    drop(req);
+    dispatch(&rt, &live, stream, &converted, options, &mut route).await
 }
 
 async fn dispatch(
     rt: &Arc<Runtime>,
     live: &Live,
-    req: &MessagesRequest,
+    stream: bool,
     converted: &Converted,
     options: ResponseOptions,
     route: &mut Route,
@@ -206,7 +210,7 @@ async fn dispatch(
         match client.send(converted).await {
             Ok((first, events)) => {
                 lease.first_byte(sent_at.elapsed());
-                if req.stream {
+                if stream {
                     return route.respond(stream_response(options, first, events, lease, sent_at));
                 }
                 match collect(options.clone(), first, events).await {
