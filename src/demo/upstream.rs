@@ -1116,30 +1116,22 @@ async fn refresh_social(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let epoch = sim.record(Endpoint::RefreshSocial, &method, &uri, &headers, &body);
-    let knobs = sim.knobs();
-    if sim.pause(knobs.latency, epoch).await.is_err() {
-        return cut_response();
-    }
-    if knobs.refresh_fails {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid refresh token provided");
+    if let Err(response) =
+        refresh_preamble(&sim, Endpoint::RefreshSocial, &method, &uri, &headers, &body).await
+    {
+        return response;
     }
     let Some(refresh_token) = json_field(&body, "refreshToken") else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refreshToken is required");
     };
     let result = lock(&sim.tokens).refresh(&refresh_token, None, sim.fixed.refreshed_token_ttl);
     match result {
-        Ok(r) => {
-            let mut response = axum::Json(json!({
-                "accessToken": r.access_token,
-                "refreshToken": r.refresh_token,
-                "profileArn": r.profile_arn,
-                "expiresIn": r.expires_in,
-            }))
-            .into_response();
-            add_request_id(&mut response);
-            response
-        }
+        Ok(r) => refresh_answer(json!({
+            "accessToken": r.access_token,
+            "refreshToken": r.refresh_token,
+            "profileArn": r.profile_arn,
+            "expiresIn": r.expires_in,
+        })),
         Err(e) => refresh_error(e),
     }
 }
@@ -1151,13 +1143,9 @@ async fn refresh_idc(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let epoch = sim.record(Endpoint::RefreshIdc, &method, &uri, &headers, &body);
-    let knobs = sim.knobs();
-    if sim.pause(knobs.latency, epoch).await.is_err() {
-        return cut_response();
-    }
-    if knobs.refresh_fails {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid refresh token provided");
+    if let Err(response) = refresh_preamble(&sim, Endpoint::RefreshIdc, &method, &uri, &headers, &body).await
+    {
+        return response;
     }
     let (Some(client_id), Some(client_secret), Some(refresh_token)) =
         (json_field(&body, "clientId"), json_field(&body, "clientSecret"), json_field(&body, "refreshToken"))
@@ -1181,19 +1169,42 @@ async fn refresh_idc(
         sim.fixed.refreshed_token_ttl,
     );
     match result {
-        Ok(r) => {
-            let mut response = axum::Json(json!({
-                "accessToken": r.access_token,
-                "refreshToken": r.refresh_token,
-                "expiresIn": r.expires_in,
-                "tokenType": "Bearer",
-            }))
-            .into_response();
-            add_request_id(&mut response);
-            response
-        }
+        Ok(r) => refresh_answer(json!({
+            "accessToken": r.access_token,
+            "refreshToken": r.refresh_token,
+            "expiresIn": r.expires_in,
+            "tokenType": "Bearer",
+        })),
         Err(e) => refresh_error(e),
     }
+}
+
+/// What both refresh endpoints do first: record the request, wait the configured latency, and
+/// fail when the refresh-fails knob is set.
+async fn refresh_preamble(
+    sim: &Shared,
+    endpoint: Endpoint,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(), Response> {
+    let epoch = sim.record(endpoint, method, uri, headers, body);
+    let knobs = sim.knobs();
+    if sim.pause(knobs.latency, epoch).await.is_err() {
+        return Err(cut_response());
+    }
+    if knobs.refresh_fails {
+        return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid refresh token provided"));
+    }
+    Ok(())
+}
+
+/// A refresh answer with the request id header every sim answer carries.
+fn refresh_answer(body: Value) -> Response {
+    let mut response = axum::Json(body).into_response();
+    add_request_id(&mut response);
+    response
 }
 
 fn refresh_error(e: RefreshError) -> Response {
