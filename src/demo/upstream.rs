@@ -62,7 +62,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -1275,13 +1275,7 @@ async fn usage_limits(
     let used = sim.counters.streams_started.load(Ordering::Relaxed);
     let limit = sim.fixed.usage_limit;
     let now = Utc::now();
-    let today = now.date_naive();
-    let next_month = if today.month() == 12 {
-        NaiveDate::from_ymd_opt(today.year() + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(today.year(), today.month() + 1, 1)
-    };
-    let reset = next_month.and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc()).unwrap_or(now);
+    let reset = crate::providers::codewhisperer::client::next_quota_reset(now);
     let reset_epoch = reset.timestamp() as f64;
     let days = (reset - now).num_days().max(0);
     let mut response = axum::Json(json!({

@@ -14,7 +14,9 @@ use crate::balancer::{FailureKind, Lease, SelectError};
 use crate::classify::classify;
 use crate::config::Category;
 use crate::providers::codewhisperer::buffers::{self, PooledBuf};
-use crate::providers::codewhisperer::client::{EventStream, UpstreamError, UpstreamErrorKind};
+use crate::providers::codewhisperer::client::{
+    EventStream, UpstreamError, UpstreamErrorKind, next_quota_reset,
+};
 use crate::providers::codewhisperer::convert::{ConvertOptions, Converted, convert};
 use crate::providers::codewhisperer::events::KiroEvent;
 use crate::providers::codewhisperer::models::context_window;
@@ -276,10 +278,7 @@ pub fn failure_kind(err: &UpstreamError) -> FailureKind {
 
 /// Time until Kiro's monthly request quota resets: the first of next month, 00:00 UTC.
 pub fn until_quota_reset(now: chrono::DateTime<chrono::Utc>) -> Duration {
-    use chrono::{Datelike, TimeZone};
-    let (year, month) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
-    let reset = chrono::Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).single().unwrap_or(now);
-    (reset - now).to_std().unwrap_or(Duration::from_secs(3600))
+    (next_quota_reset(now) - now).to_std().unwrap_or(Duration::from_secs(3600))
 }
 
 /// The client's error when no provider could be picked at all.

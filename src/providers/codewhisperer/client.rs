@@ -170,6 +170,14 @@ pub fn classify_status(status: u16, body: &str, retry_after: Option<Duration>) -
     UpstreamError::new(kind, format!("upstream answered {status}: {reason}"))
 }
 
+/// When Kiro's monthly request quota (`MONTHLY_REQUEST_COUNT`) resets: the first of the next
+/// month, 00:00 UTC.
+pub fn next_quota_reset(now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    use chrono::{Datelike, TimeZone};
+    let (year, month) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
+    chrono::Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).single().unwrap_or(now)
+}
+
 /// True for the "bearer token invalid" answer that a refresh can cure.
 pub fn is_bearer_invalid(status: u16, body: &str) -> bool {
     (status == 401 || status == 403)
