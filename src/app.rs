@@ -63,6 +63,11 @@ pub async fn launch(
     let addr =
         listener.local_addr().map_err(|e| LaunchError::Bind { addr: format!("{host}:{port}"), source: e })?;
     let runtime = Runtime::new(config, source);
+    // Read every token file now: a missing one shows as `needs_login` at once (dashboard,
+    // `/health`), not after the first request.
+    for client in runtime.live().clients.values() {
+        let _ = client.check_token_file();
+    }
     runtime.set_listen_addr(addr);
     let (shutdown, rx) = watch::channel(false);
 

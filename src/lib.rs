@@ -22,6 +22,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod firstrun;
 pub mod providers;
 pub mod server;
 pub mod snapshot;

@@ -56,6 +56,8 @@ pub enum ProviderStatus {
     Unhealthy,
     /// Taken out of rotation by the operator.
     Draining,
+    /// Its token file is missing or unusable, or its login was refused: only the user can fix it.
+    NeedsLogin,
     /// Answered 429; out of rotation until the cooldown ends.
     CoolingDown,
     /// Its monthly quota is used up.
@@ -66,11 +68,12 @@ pub enum ProviderStatus {
 
 impl ProviderStatus {
     /// All statuses, for exhaustive metrics labels.
-    pub const ALL: [ProviderStatus; 7] = [
+    pub const ALL: [ProviderStatus; 8] = [
         ProviderStatus::Healthy,
         ProviderStatus::Unknown,
         ProviderStatus::Unhealthy,
         ProviderStatus::Draining,
+        ProviderStatus::NeedsLogin,
         ProviderStatus::CoolingDown,
         ProviderStatus::QuotaExhausted,
         ProviderStatus::CircuitOpen,
@@ -83,6 +86,7 @@ impl ProviderStatus {
             ProviderStatus::Unknown => "unknown",
             ProviderStatus::Unhealthy => "unhealthy",
             ProviderStatus::Draining => "draining",
+            ProviderStatus::NeedsLogin => "needs_login",
             ProviderStatus::CoolingDown => "cooling_down",
             ProviderStatus::QuotaExhausted => "quota_exhausted",
             ProviderStatus::CircuitOpen => "circuit_open",
@@ -109,6 +113,9 @@ pub struct TokenInfo {
     pub last_refresh: Option<DateTime<Utc>>,
     /// Why the last attempt to get a credential failed (e.g. the token file is missing).
     pub error: Option<String>,
+    /// The error needs the user: a missing or bad token file, or a refused login.
+    #[serde(default)]
+    pub needs_login: bool,
 }
 
 /// The outcome of the last config load or reload.
@@ -468,21 +475,33 @@ pub fn build(rt: &Runtime) -> Snapshot {
         .into_iter()
         .zip(histograms)
         .map(|(core, ttfb_histogram)| {
-            let (status, status_reason) = provider_status(&core, now_ms);
+            let token =
+                live.clients.get(&core.id).map(|c| c.token_status()).map_or_else(TokenInfo::default, |t| {
+                    TokenInfo {
+                        expires_at: t.expires_at,
+                        last_refresh: t.last_refresh,
+                        error: t.error,
+                        needs_login: t.needs_login,
+                    }
+                });
+            let (status, status_reason) = match &token.error {
+                Some(error) if token.needs_login && !core.drained => (
+                    ProviderStatus::NeedsLogin,
+                    Some(format!("{error}; fix: {}", crate::firstrun::fix_hint(&core.id))),
+                ),
+                _ => provider_status(&core, now_ms),
+            };
             let name = live
                 .config
                 .providers
                 .get(&core.id)
                 .map_or_else(|| core.id.clone(), |p| p.display_name(&core.id).to_owned());
-            let token =
-                live.clients.get(&core.id).map(|c| c.token_status()).map_or_else(TokenInfo::default, |t| {
-                    TokenInfo { expires_at: t.expires_at, last_refresh: t.last_refresh, error: t.error }
-                });
             ProviderView {
                 name,
                 status,
                 status_reason,
-                available: core.blocked.iter().all(|r| *r == BlockReason::AtCapacity),
+                available: status != ProviderStatus::NeedsLogin
+                    && core.blocked.iter().all(|r| *r == BlockReason::AtCapacity),
                 effective_weight: core.weight_override.unwrap_or(core.weight),
                 latency_p50_ms: percentile(&core, 50.0),
                 latency_p95_ms: percentile(&core, 95.0),

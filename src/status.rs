@@ -265,6 +265,12 @@ pub fn default_url(config: &config::Config) -> String {
     format!("http://{host}:{}", config.server.port)
 }
 
+/// `host:port` as `http://host:port`; a URL with a scheme is kept.
+pub fn normalize_url(url: &str) -> String {
+    let url = url.trim();
+    if url.contains("://") { url.to_owned() } else { format!("http://{url}") }
+}
+
 /// Fetch a running instance's snapshot from `base` (e.g. `http://127.0.0.1:3456`).
 pub async fn fetch(base: &str) -> Result<Snapshot, StatusError> {
     let url = format!("{}{STATUS_PATH}", base.trim_end_matches('/'));
@@ -294,7 +300,7 @@ pub async fn fetch(base: &str) -> Result<Snapshot, StatusError> {
 /// `ccr status [--url URL]`: print a running instance's state; exit 1 when it cannot be reached.
 pub fn run(args: &StatusArgs) -> ExitCode {
     let base = match &args.url {
-        Some(url) => url.clone(),
+        Some(url) => normalize_url(url),
         None => {
             let source = config::locate(args.config.config.as_deref());
             match config::load(&source) {

@@ -113,9 +113,10 @@ impl Config {
                     hc.interval,
                     hc.timeout,
                     hc.retries,
-                    match &hc.endpoint {
-                        Some(ep) => format!("GET {}{ep}", p.api_base()),
-                        None => "getUsageLimits".into(),
+                    match (p.health_probe_path(), &hc.endpoint) {
+                        (Some(ep), _) => format!("GET {}{ep}", p.api_base()),
+                        (None, Some(ep)) => format!("getUsageLimits (the usage probe; the Kiro API serves no {ep})"),
+                        (None, None) => "getUsageLimits".into(),
                     }
                 ),
                 None => writeln!(out, "    health check: off"),

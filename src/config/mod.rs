@@ -1,6 +1,7 @@
 //! The JSON config: schema, validation with JSON-path errors, lookup, and the `ccr check` report.
 
 mod describe;
+pub mod locate;
 pub mod schema;
 pub mod validate;
 pub mod watch;
@@ -23,18 +24,25 @@ pub enum ConfigSource {
     Flag(PathBuf),
     /// `$CCR_CONFIG`.
     Env(PathBuf),
-    /// `~/.claude-code-router/config.json`.
+    /// ccr's user config, `~/.config/ccr/config.json` (see [`locate::user_config_path`]).
     Home(PathBuf),
+    /// `~/.claude-code-router/config.json` holding a ccr config (the path ccr used first).
+    Legacy(PathBuf),
     /// Nothing found: the built-in default.
     Embedded,
+    /// The built-in default, after skipping claude-code-router's config at this path.
+    EmbeddedSkipping(PathBuf),
 }
 
 impl ConfigSource {
     /// The file behind this source, if any (the embedded default has none).
     pub fn path(&self) -> Option<&Path> {
         match self {
-            ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::Home(p) => Some(p),
-            ConfigSource::Embedded => None,
+            ConfigSource::Flag(p)
+            | ConfigSource::Env(p)
+            | ConfigSource::Home(p)
+            | ConfigSource::Legacy(p) => Some(p),
+            ConfigSource::Embedded | ConfigSource::EmbeddedSkipping(_) => None,
         }
     }
 
@@ -44,10 +52,17 @@ impl ConfigSource {
             ConfigSource::Flag(p) => format!("config: {} (from --config)", p.display()),
             ConfigSource::Env(p) => format!("config: {} (from ${CONFIG_ENV})", p.display()),
             ConfigSource::Home(p) => format!("config: {} (the user config)", p.display()),
+            ConfigSource::Legacy(p) => format!("config: {} (the older user config path)", p.display()),
             ConfigSource::Embedded => {
-                "config: built-in default (no --config, no $CCR_CONFIG, no ~/.claude-code-router/config.json)"
+                "config: built-in default (no --config, no $CCR_CONFIG, no ~/.config/ccr/config.json; \
+                 `ccr init` writes one)"
                     .into()
             }
+            ConfigSource::EmbeddedSkipping(p) => format!(
+                "config: built-in default (ignored {}: it is claude-code-router's (Node.js) config; \
+                 `ccr init` writes a ccr config to ~/.config/ccr/config.json)",
+                p.display()
+            ),
         }
     }
 
@@ -60,8 +75,9 @@ impl ConfigSource {
     }
 }
 
-/// Decide which config to use: `--config`, else `$CCR_CONFIG`, else the user config if it
-/// exists, else the embedded default.
+/// Decide which config to use: `--config`, else `$CCR_CONFIG`, else ccr's user config if it
+/// exists, else `~/.claude-code-router/config.json` if it holds a ccr config, else the embedded
+/// default (see [`locate`](self::locate) for why).
 pub fn locate(flag: Option<&Path>) -> ConfigSource {
     if let Some(p) = flag {
         return ConfigSource::Flag(p.to_path_buf());
@@ -69,13 +85,14 @@ pub fn locate(flag: Option<&Path>) -> ConfigSource {
     if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
         return ConfigSource::Env(PathBuf::from(p));
     }
-    if let Some(home) = dirs::home_dir() {
-        let p = home.join(".claude-code-router").join("config.json");
-        if p.is_file() {
-            return ConfigSource::Home(p);
-        }
+    if let Some(p) = locate::user_config_path().filter(|p| p.is_file()) {
+        return ConfigSource::Home(p);
     }
-    ConfigSource::Embedded
+    match locate::legacy_ccr_config() {
+        Ok(Some(p)) => ConfigSource::Legacy(p),
+        Ok(None) => ConfigSource::Embedded,
+        Err(skipped) => ConfigSource::EmbeddedSkipping(skipped),
+    }
 }
 
 /// A config that could not be loaded, naming the file.
@@ -85,13 +102,16 @@ pub enum ConfigError {
     Io { file: String, source: std::io::Error },
     #[error("{file}: {source}")]
     Parse { file: String, source: ParseError },
+    /// The file is claude-code-router's (Node.js) config.
+    #[error("{message}")]
+    NodeRouter { file: String, message: String },
 }
 
 impl ConfigError {
     /// The problems found, for callers that show them one by one.
     pub fn problems(&self) -> Vec<String> {
         match self {
-            ConfigError::Io { .. } => vec![self.to_string()],
+            ConfigError::Io { .. } | ConfigError::NodeRouter { .. } => vec![self.to_string()],
             ConfigError::Parse { source: ParseError::Invalid(p), .. } => {
                 p.iter().map(|p| p.to_string()).collect()
             }
@@ -111,6 +131,11 @@ pub fn load(source: &ConfigSource) -> Result<(Config, String), ConfigError> {
         }
         None => ("built-in default".to_string(), DEFAULT_CONFIG.to_string()),
     };
+    if let Some(p) = source.path()
+        && locate::file_kind(&text) == locate::FileKind::NodeRouter
+    {
+        return Err(ConfigError::NodeRouter { file: label, message: locate::node_router_message(p) });
+    }
     let config = parse_config(&text).map_err(|e| ConfigError::Parse { file: label, source: e })?;
     Ok((config, text))
 }

@@ -188,6 +188,7 @@ pub async fn run_headless(options: DemoOptions, duration: Duration) -> color_eyr
         demo.running.base_url(),
         demo.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
     );
+    println!("{}", crate::firstrun::claude_code_env(&demo.running.base_url(), false));
     let printer = crate::status::spawn_printer(&demo.running);
     let third = duration / 3;
     tokio::time::sleep(third).await;
@@ -211,6 +212,11 @@ pub async fn run_interactive(options: DemoOptions) -> color_eyre::Result<()> {
         "demo: ccr on {}, simulated upstreams {}; keys d/u take the selected upstream down/up, ]/[ latency, e/E errors",
         demo.running.base_url(),
         demo.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
+    );
+    tracing::info!(
+        "point Claude Code here: ANTHROPIC_BASE_URL={} ANTHROPIC_AUTH_TOKEN=ccr API_TIMEOUT_MS={}",
+        demo.running.base_url(),
+        crate::firstrun::CLAUDE_CODE_TIMEOUT_MS
     );
     let controls: Arc<dyn DemoControls> = demo.faults.clone();
     let result = crate::tui::run_dashboard(demo.running.runtime.clone(), Some(controls)).await;

@@ -187,14 +187,14 @@ async fn dispatch(
         1
     };
     let mut tried: Vec<String> = Vec::new();
-    let mut last_error: Option<UpstreamError> = None;
+    let mut failures = super::unserved::Failures::default();
 
     while route.attempts < max_attempts {
         let mut lease = match rt.balancer.select(category, &tried).await {
             Ok(lease) => lease,
             Err(e) => {
-                return route.respond(match last_error {
-                    Some(err) => err.to_api_error().into_response(),
+                return route.respond(match failures.final_error(live, route.category) {
+                    Some(err) => err.into_response(),
                     None => select_error(&e).into_response(),
                 });
             }
@@ -223,7 +223,7 @@ async fn dispatch(
                     Err(err) => {
                         log_failure(&id, &err, route.attempts, max_attempts);
                         lease.failure(failure_kind(&err), &err.message);
-                        last_error = Some(err);
+                        failures.push(&id, &err);
                     }
                 }
             }
@@ -235,12 +235,12 @@ async fn dispatch(
             Err(err) => {
                 log_failure(&id, &err, route.attempts, max_attempts);
                 lease.failure(failure_kind(&err), &err.message);
-                last_error = Some(err);
+                failures.push(&id, &err);
             }
         }
     }
-    let err = last_error
-        .map(|e| e.to_api_error())
+    let err = failures
+        .final_error(live, route.category)
         .unwrap_or_else(|| ApiError::new(ErrorKind::OverloadedError, "no provider could take the request"));
     route.respond(err.into_response())
 }

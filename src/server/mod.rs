@@ -5,6 +5,7 @@ pub mod admin;
 pub mod messages;
 pub mod monitoring;
 pub mod runtime;
+mod unserved;
 
 pub use runtime::{Live, ReloadStatus, Runtime};
 

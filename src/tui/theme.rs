@@ -61,6 +61,7 @@ pub fn provider_status(status: ProviderStatus) -> (&'static str, Style) {
         ProviderStatus::Unknown => ("unknown", TEXT),
         ProviderStatus::Unhealthy => ("down", BAD),
         ProviderStatus::Draining => ("drained", OPERATOR),
+        ProviderStatus::NeedsLogin => ("login", BAD),
         ProviderStatus::CoolingDown => ("cooldown", WARN),
         ProviderStatus::QuotaExhausted => ("quota", BAD),
         ProviderStatus::CircuitOpen => ("tripped", BAD),

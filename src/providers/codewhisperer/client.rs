@@ -120,7 +120,9 @@ impl UpstreamError {
                 .with_retry_after(Duration::from_secs(10)),
             K::QuotaExhausted => ApiError::new(ErrorKind::RateLimitError, self.message.clone())
                 .with_retry_after(Duration::from_secs(3600)),
-            K::Auth => ApiError::new(ErrorKind::AuthenticationError, self.message.clone()),
+            // Not 401: that tells the client its own API key is wrong (see `server::unserved`).
+            K::Auth => ApiError::new(ErrorKind::ApiError, self.message.clone())
+                .with_status(StatusCode::SERVICE_UNAVAILABLE),
             K::Suspended => ApiError::new(ErrorKind::PermissionError, self.message.clone()),
             K::Connect | K::Server(_) | K::Protocol => {
                 ApiError::new(ErrorKind::ApiError, self.message.clone())
@@ -234,7 +236,7 @@ impl CodeWhispererClient {
             tokens,
             first_byte_timeout: ms(provider.first_byte_timeout),
             idle_timeout: ms(provider.idle_timeout),
-            health_path: provider.health_check.as_ref().and_then(|h| h.endpoint.clone()),
+            health_path: provider.health_probe_path().map(str::to_owned),
             health_timeout: provider
                 .health_check
                 .as_ref()
@@ -249,6 +251,11 @@ impl CodeWhispererClient {
 
     pub fn token_status(&self) -> TokenStatus {
         self.tokens.status()
+    }
+
+    /// Read the token file now and record whether it is usable (see [`TokenManager::check_file`]).
+    pub fn check_token_file(&self) -> Result<(), TokenError> {
+        self.tokens.check_file()
     }
 
     pub fn first_byte_timeout(&self) -> Duration {

@@ -77,12 +77,28 @@ pub enum TokenError {
     WriteBack { file: String, reason: String },
 }
 
+impl TokenError {
+    /// True when only the user can cure it: the file is missing, unreadable or not a token
+    /// file, or the login was refused (a new login is needed).
+    pub fn needs_login(&self) -> bool {
+        matches!(
+            self,
+            TokenError::Missing(_)
+                | TokenError::Unreadable { .. }
+                | TokenError::Malformed { .. }
+                | TokenError::Rejected { .. }
+        )
+    }
+}
+
 /// What the dashboard and health endpoints show about a provider's token.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct TokenStatus {
     pub expires_at: Option<DateTime<Utc>>,
     pub last_refresh: Option<DateTime<Utc>>,
     pub error: Option<String>,
+    /// The error needs the user (a missing or bad file, a refused login), not a retry.
+    pub needs_login: bool,
 }
 
 struct Loaded {
@@ -129,7 +145,16 @@ impl TokenManager {
     fn set_error(&self, error: Option<&TokenError>) {
         if let Ok(mut s) = self.status.lock() {
             s.error = error.map(|e| e.to_string());
+            s.needs_login = error.is_some_and(TokenError::needs_login);
         }
+    }
+
+    /// Read the token file now (if it changed) and record the outcome in [`TokenManager::status`],
+    /// without refreshing: the start-time check that makes a missing file visible at once.
+    pub fn check_file(&self) -> Result<(), TokenError> {
+        let result = self.current().map(|_| ());
+        self.set_error(result.as_ref().err());
+        result
     }
 
     /// A credential ready to use: re-read if the file changed, refreshed if near expiry.
