@@ -116,16 +116,30 @@ fn parse_body(bytes: &[u8]) -> Result<MessagesRequest, ApiError> {
     parse_request(bytes)
 }
 
+/// A count-tokens body: a Messages request whose `max_tokens` is optional (the real endpoint
+/// does not take one). Errors are those of [`parse_request`].
+fn parse_count_request(bytes: &[u8]) -> Result<MessagesRequest, ApiError> {
+    if let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && !map.contains_key("max_tokens")
+    {
+        map.insert("max_tokens".into(), serde_json::Value::from(1));
+        let bytes = serde_json::to_vec(&map).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+        return parse_body(&bytes);
+    }
+    parse_body(bytes)
+}
+
 fn body_limit(live: &Live) -> usize {
     usize::try_from(live.config.server.max_body_bytes).unwrap_or(usize::MAX)
 }
 
-/// `POST /v1/messages/count_tokens`: the same cheap estimate the classifier uses.
+/// `POST /v1/messages/count_tokens`: the same cheap estimate the classifier uses. Takes the
+/// count-tokens request shape: a Messages request without `max_tokens` (and any `stream`).
 pub async fn count_tokens(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
     let live = rt.live();
     let result = async {
         let bytes = read_body_reused(body, body_limit(&live)).await?;
-        let req = parse_body(&bytes)?;
+        let req = parse_count_request(&bytes)?;
         Ok::<_, ApiError>(req.estimate_input_tokens())
     }
     .await;
