@@ -80,7 +80,8 @@ impl AdminError {
             AdminError::Command(CommandError::NotInRule { .. }) | AdminError::Body(_) => {
                 (ErrorKind::InvalidRequestError, StatusCode::BAD_REQUEST)
             }
-            AdminError::Command(CommandError::NoHealthCheck(_)) | AdminError::Save(_) => {
+            AdminError::Command(CommandError::NoHealthCheck(_) | CommandError::AllZero { .. })
+            | AdminError::Save(_) => {
                 (ErrorKind::InvalidRequestError, StatusCode::CONFLICT)
             }
             AdminError::Reload(_) => (ErrorKind::InvalidRequestError, StatusCode::UNPROCESSABLE_ENTITY),
@@ -399,6 +400,7 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(status(CommandError::NoHealthCheck("a".into()).into()), StatusCode::CONFLICT);
+        assert_eq!(status(CommandError::AllZero { rule: "default".into() }.into()), StatusCode::CONFLICT);
         assert_eq!(status(AdminError::Reload("bad".into())), StatusCode::UNPROCESSABLE_ENTITY);
     }
 
