@@ -79,7 +79,8 @@ impl ProviderStatus {
         ProviderStatus::CircuitOpen,
     ];
 
-    /// The wire name (`cooling_down`), as in JSON and metrics labels.
+    /// The one name of the state, everywhere: JSON, metrics labels, the `ccr status` table, the
+    /// dashboard and the README.
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderStatus::Healthy => "healthy",
@@ -92,20 +93,11 @@ impl ProviderStatus {
             ProviderStatus::CircuitOpen => "circuit_open",
         }
     }
-
-    /// The words for people (`cooling down`).
-    pub fn label(self) -> &'static str {
-        match self {
-            ProviderStatus::CoolingDown => "cooling down",
-            ProviderStatus::QuotaExhausted => "quota exhausted",
-            ProviderStatus::CircuitOpen => "circuit open",
-            other => other.as_str(),
-        }
-    }
 }
 
 /// A provider's token, as far as the proxy knows it (never the token itself).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
     /// When the access token expires.
     pub expires_at: Option<DateTime<Utc>>,
@@ -120,6 +112,7 @@ pub struct TokenInfo {
 
 /// The outcome of the last config load or reload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReloadInfo {
     /// When it happened.
     pub at: DateTime<Utc>,
@@ -135,6 +128,7 @@ pub struct ReloadInfo {
 /// second plus monitoring requests): a provider that takes more samples than its window holds
 /// between two builds (over ~1000 requests/s with the default window) loses the excess.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LatencyHistogram {
     /// Cumulative counts, one per bound in [`TTFB_BUCKETS_SECONDS`] (samples ≤ that bound).
     pub buckets: Vec<u64>,
@@ -162,6 +156,7 @@ impl LatencyHistogram {
 
 /// Everything about one provider: the balancer's state plus the runtime's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ProviderView {
     /// The balancer's view: counters, breaker, health, latency, in-flight, weights, last error.
     #[serde(flatten)]
@@ -189,6 +184,7 @@ pub struct ProviderView {
 
 /// One routing rule: the balancer's view plus its model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RuleView {
     /// Strategy, candidates with weights and picks, failover, health checks, fallback.
     #[serde(flatten)]
@@ -199,6 +195,7 @@ pub struct RuleView {
 
 /// Everything an operator needs about a running instance, as plain data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     /// Build counter: higher is newer.
     pub seq: u64,
@@ -322,9 +319,10 @@ pub fn provider_status(p: &ProviderSnapshot, now_ms: u64) -> (ProviderStatus, Op
             BreakerState::Open => {
                 let next =
                     b.next_probe_ms.map_or_else(String::new, |at| format!("; next probe in {}", until(at)));
+                let why = b.open_reason.as_deref().unwrap_or("failures");
                 return (
                     ProviderStatus::CircuitOpen,
-                    Some(format!("circuit breaker OPEN after {} failures{next}", b.failures.max(1))),
+                    Some(format!("circuit breaker OPEN after {why}{next}")),
                 );
             }
             BreakerState::HalfOpen => {

@@ -122,7 +122,7 @@ pub fn render(s: &Snapshot) -> String {
         });
         rows.push(vec![
             c.id.clone(),
-            p.status.label().to_owned(),
+            p.status.as_str().to_owned(),
             breaker,
             in_flight,
             weight,
@@ -145,7 +145,9 @@ pub fn render(s: &Snapshot) -> String {
         if p.core.health.status == HealthStatus::Unhealthy && p.status != ProviderStatus::Unhealthy {
             notes.push("health checks failing".to_owned());
         }
-        if let Some(e) = &p.token.error {
+        if let Some(e) = &p.token.error
+            && p.status != ProviderStatus::NeedsLogin
+        {
             notes.push(format!("token: {}", clip(e, 120)));
         }
         if !notes.is_empty() {

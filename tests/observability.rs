@@ -424,7 +424,7 @@ async fn with_an_api_key_admin_and_v1_require_it() {
     assert_eq!(ccr.get("/health").await.0, 200);
     assert_eq!(ccr.get("/dashboard/load-balancing").await.0, 200);
     let (_, snapshot) = ccr.get("/status").await;
-    assert_eq!(snapshot["api_key_required"], true);
+    assert_eq!(snapshot["apiKeyRequired"], true);
     ccr.shutdown().await;
 }
 

@@ -278,7 +278,13 @@ async fn count_tokens_answers_an_estimate() {
     assert_eq!(status, 200, "{v}");
     assert!(v["input_tokens"].as_u64().unwrap() >= 400, "{v}");
     // Still a request: no messages is the client's error, named like /v1/messages names it.
-    let r = h.http.post(h.url("/v1/messages/count_tokens")).json(&json!({"model": "m", "messages": []})).send().await.unwrap();
+    let r = h
+        .http
+        .post(h.url("/v1/messages/count_tokens"))
+        .json(&json!({"model": "m", "messages": []}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");

@@ -65,8 +65,8 @@ impl State {
                 .iter()
                 .filter_map(|id| self.provider(id))
                 .map(|p| {
-                    let changed = p.spec.id == provider
-                        && (only.is_some() || !r.overrides.contains_key(&p.spec.id));
+                    let changed =
+                        p.spec.id == provider && (only.is_some() || !r.overrides.contains_key(&p.spec.id));
                     if changed { 0 } else { u64::from(r.weight(p)) }
                 })
                 .sum();

@@ -54,6 +54,7 @@ pub enum BlockReason {
 
 /// Request counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Counters {
     /// Requests sent to the provider (picks).
     pub requests: u64,
@@ -77,6 +78,7 @@ pub enum SampleSource {
 
 /// One latency sample.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LatencySample {
     /// When it was taken.
     pub at_ms: u64,
@@ -88,6 +90,7 @@ pub struct LatencySample {
 
 /// Latency of one provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LatencySnapshot {
     /// The peak-EWMA of time to first byte now, in ms (the default when unmeasured).
     pub ewma_ms: f64,
@@ -101,6 +104,7 @@ pub struct LatencySnapshot {
 
 /// Active-check health of one provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HealthSnapshot {
     /// Whether active checks are configured.
     pub enabled: bool,
@@ -122,6 +126,7 @@ pub struct HealthSnapshot {
 
 /// Circuit breaker of one provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BreakerSnapshot {
     /// CLOSED / OPEN / HALF_OPEN.
     pub state: BreakerState,
@@ -141,10 +146,14 @@ pub struct BreakerSnapshot {
     pub probe_in_flight: bool,
     /// How often it has opened.
     pub times_opened: u64,
+    /// What opened it, while open or half-open (`3 failures in 10s (threshold 3)`).
+    #[serde(default)]
+    pub open_reason: Option<String>,
 }
 
 /// The last error of a provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorSnapshot {
     /// When it happened.
     pub at_ms: u64,
@@ -154,6 +163,7 @@ pub struct ErrorSnapshot {
 
 /// Everything about one provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ProviderSnapshot {
     /// Provider id.
     pub id: String,
@@ -196,6 +206,7 @@ impl ProviderSnapshot {
 
 /// One provider as a rule sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RuleProviderSnapshot {
     /// Provider id.
     pub id: String,
@@ -211,6 +222,7 @@ pub struct RuleProviderSnapshot {
 
 /// One rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RuleSnapshot {
     /// Category.
     pub category: String,
@@ -228,6 +240,7 @@ pub struct RuleSnapshot {
 
 /// Waiters for capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct QueueSnapshot {
     /// Requests waiting now.
     pub waiting: usize,
@@ -239,6 +252,7 @@ pub struct QueueSnapshot {
 
 /// The whole balancer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BalancerSnapshot {
     /// The change counter at the time of the snapshot.
     pub version: u64,
@@ -291,6 +305,7 @@ pub(crate) fn build(
                 next_probe_ms: b.next_probe_at(now).map(ms),
                 probe_in_flight: b.probe_in_flight(),
                 times_opened: b.times_opened(),
+                open_reason: b.open_reason().map(str::to_owned),
             });
             ProviderSnapshot {
                 id: p.spec.id.clone(),

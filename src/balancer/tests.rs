@@ -805,7 +805,11 @@ async fn every_command_changes_the_snapshot() {
     );
     assert_eq!(b.apply(Command::CheckNow("b".into())), Err(CommandError::NoHealthCheck("b".into())));
     // Weight 0 is fine while another provider of the rule keeps a weight...
-    step(&b, &mut version, Command::SetWeight { provider: "a".into(), rule: Some("default".into()), weight: 0 });
+    step(
+        &b,
+        &mut version,
+        Command::SetWeight { provider: "a".into(), rule: Some("default".into()), weight: 0 },
+    );
     // ...but not when it leaves a rule with every weight 0 (as the config validator refuses).
     let zero = CommandError::AllZero { rule: "default".into() };
     assert_eq!(
@@ -813,7 +817,11 @@ async fn every_command_changes_the_snapshot() {
         Err(zero.clone())
     );
     // Provider-wide: `background` (b alone) would be left with nothing.
-    step(&b, &mut version, Command::SetWeight { provider: "a".into(), rule: Some("default".into()), weight: 5 });
+    step(
+        &b,
+        &mut version,
+        Command::SetWeight { provider: "a".into(), rule: Some("default".into()), weight: 5 },
+    );
     let background = CommandError::AllZero { rule: "background".into() };
     assert_eq!(b.apply(Command::SetWeight { provider: "b".into(), rule: None, weight: 0 }), Err(background));
     assert_eq!(b.snapshot().rule("default").expect("r").providers[1].weight, 30, "nothing changed");

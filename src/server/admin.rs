@@ -81,9 +81,7 @@ impl AdminError {
                 (ErrorKind::InvalidRequestError, StatusCode::BAD_REQUEST)
             }
             AdminError::Command(CommandError::NoHealthCheck(_) | CommandError::AllZero { .. })
-            | AdminError::Save(_) => {
-                (ErrorKind::InvalidRequestError, StatusCode::CONFLICT)
-            }
+            | AdminError::Save(_) => (ErrorKind::InvalidRequestError, StatusCode::CONFLICT),
             AdminError::Reload(_) => (ErrorKind::InvalidRequestError, StatusCode::UNPROCESSABLE_ENTITY),
         };
         ApiError::new(kind, self.to_string()).with_status(status)

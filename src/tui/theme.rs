@@ -45,25 +45,17 @@ pub fn breaker(state: BreakerState) -> Style {
     }
 }
 
-/// The short word shown for a breaker state.
-pub fn breaker_label(state: BreakerState) -> &'static str {
-    match state {
-        BreakerState::Closed => "closed",
-        BreakerState::HalfOpen => "half-open",
-        BreakerState::Open => "open",
-    }
-}
-
-/// A provider's status as one short word for the table, and its colour.
+/// A provider's status as its one name ([`ProviderStatus::as_str`]), and its colour.
 pub fn provider_status(status: ProviderStatus) -> (&'static str, Style) {
-    match status {
-        ProviderStatus::Healthy => ("healthy", GOOD),
-        ProviderStatus::Unknown => ("unknown", TEXT),
-        ProviderStatus::Unhealthy => ("down", BAD),
-        ProviderStatus::Draining => ("drained", OPERATOR),
-        ProviderStatus::NeedsLogin => ("login", BAD),
-        ProviderStatus::CoolingDown => ("cooldown", WARN),
-        ProviderStatus::QuotaExhausted => ("quota", BAD),
-        ProviderStatus::CircuitOpen => ("tripped", BAD),
-    }
+    let style = match status {
+        ProviderStatus::Healthy => GOOD,
+        ProviderStatus::Unknown => TEXT,
+        ProviderStatus::Draining => OPERATOR,
+        ProviderStatus::CoolingDown => WARN,
+        ProviderStatus::Unhealthy
+        | ProviderStatus::NeedsLogin
+        | ProviderStatus::QuotaExhausted
+        | ProviderStatus::CircuitOpen => BAD,
+    };
+    (status.as_str(), style)
 }
