@@ -11,7 +11,7 @@
 //!   instance and publishes it on a watch channel.
 //! - the background tasks (`background.rs`): health loop, snapshot publisher, config watcher.
 //!
-//! The HTTP server ([`crate::server`]) and the dashboard glue ([`crate::app`]) sit on top; this
+//! The HTTP server (`server`) and the application glue (`app`) sit on top of it; this
 //! module knows neither.
 
 mod background;
