@@ -11,7 +11,8 @@ mod common;
 
 use ccr::app::{self, LaunchError, ListenOverride, Running};
 use ccr::config::{ConfigSource, parse_config};
-use ccr::server::{self, Runtime};
+use ccr::runtime::Runtime;
+use ccr::server;
 use ccr::snapshot::Snapshot;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,9 +20,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A two-provider config in the seed's shape, providers unreachable.
+/// A two-provider config in the seed's shape, providers unreachable (their token files exist,
+/// so both count as able to serve until something fails).
 fn config(dir: &Path, primary: i64, secondary: i64, api_key: Option<&str>) -> Value {
     let provider = |name: &str, weight: i64, threshold: i64| {
+        let token = json!({"accessToken": "aoa", "refreshToken": "aor",
+                           "expiresAt": "2099-01-01T00:00:00Z", "authMethod": "social"});
+        std::fs::write(dir.join(format!("{}.json", name.to_lowercase())), token.to_string())
+            .expect("token file");
         json!({
             "type": "aws",
             "name": name,

@@ -4,10 +4,9 @@
 pub mod admin;
 pub mod messages;
 pub mod monitoring;
-pub mod runtime;
 mod unserved;
 
-pub use runtime::{Live, ReloadStatus, Runtime};
+use crate::runtime::Runtime;
 
 use crate::anthropic::{ApiError, ErrorKind};
 use axum::Router;

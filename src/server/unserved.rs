@@ -5,11 +5,11 @@
 //! key · Please run /login"), which sends the user to the wrong fix. The key the client sent
 //! was fine; ccr's accounts are what need attention.
 
-use super::runtime::Live;
 use crate::anthropic::{ApiError, ErrorKind};
 use crate::config::Category;
 use crate::firstrun::fix_hint;
 use crate::providers::codewhisperer::client::{UpstreamError, UpstreamErrorKind};
+use crate::runtime::Live;
 use axum::http::StatusCode;
 
 /// Collects why each account tried failed.

@@ -91,13 +91,19 @@ impl TokenError {
     }
 }
 
-/// What the dashboard and health endpoints show about a provider's token.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+/// A provider's token, as far as the proxy knows it (never the token itself): what the
+/// snapshot, the dashboard and the health endpoints show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TokenStatus {
+    /// When the access token expires.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it was last refreshed by this process.
     pub last_refresh: Option<DateTime<Utc>>,
+    /// Why the last attempt to get a credential failed (e.g. the token file is missing).
     pub error: Option<String>,
     /// The error needs the user (a missing or bad file, a refused login), not a retry.
+    #[serde(default)]
     pub needs_login: bool,
 }
 
