@@ -13,10 +13,12 @@
 //! - [`status`]: the headless status table (`--show-lb-status`, `ccr status`).
 //! - [`app`]: assembling a running instance (server, health loop, publisher, watcher).
 //! - [`tui`]: the ratatui dashboard.
+//! - [`atomic_file`]: replacing a file in one step (token write-back, saved weights).
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
 
 pub mod anthropic;
 pub mod app;
+pub mod atomic_file;
 pub mod balancer;
 pub mod classify;
 pub mod cli;

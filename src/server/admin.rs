@@ -28,7 +28,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -309,23 +308,6 @@ pub fn apply_weight_edits(text: &str, edits: &[WeightEdit]) -> Result<String, Ed
     Ok(out)
 }
 
-/// Replace `path` with `contents` in one step (write a sibling temporary file, then rename), so
-/// a reader or the file watcher never sees a half-written config. The file keeps its permissions.
-fn write_atomically(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(contents.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        std::fs::set_permissions(tmp.path(), meta.permissions())?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 impl Runtime {
     /// Write the weights in force (configured plus run-time overrides) into the config file, then
     /// reload it, so the overrides become the configured weights. Other content and key order
@@ -357,7 +339,8 @@ impl Runtime {
             return Ok(format!("{} already holds the weights in force", path.display()));
         }
         let edited = apply_weight_edits(&text, &edits).map_err(|e| e.to_string())?;
-        write_atomically(path, &edited).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        crate::atomic_file::write(path, edited.as_bytes(), crate::atomic_file::Permissions::Keep)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         let list: Vec<String> = edits.iter().map(WeightEdit::describe).collect();
         let reloaded = self.reload();
         let mut message = format!("saved to {}: {}", path.display(), list.join(", "));
