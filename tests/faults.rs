@@ -561,13 +561,25 @@ async fn health(h: &Harness) -> (u16, Value) {
 #[tokio::test]
 async fn missing_token_files_are_seen_at_start_and_every_account_is_named() {
     bounded(async {
-        let h = start_with(2, sim_options, |ups, dir| {
-            let config = pair(ups, dir);
-            std::fs::remove_file(token_path(dir, "a")).unwrap();
-            std::fs::write(token_path(dir, "b"), "not json").unwrap();
-            config
-        })
-        .await;
+        // The token files are gone or broken before ccr starts.
+        let pool = pair().start().await.unwrap();
+        std::fs::remove_file(pool.token_path("a").unwrap()).unwrap();
+        std::fs::write(pool.token_path("b").unwrap(), "not json").unwrap();
+        let ccr = ccr::app::launch(
+            pool.parsed_config().unwrap(),
+            ccr::config::ConfigSource::Flag(pool.config_path.clone()),
+            ccr::app::ListenOverride { host: Some("127.0.0.1".into()), port: Some(0) },
+        )
+        .await
+        .unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let h = Harness {
+            ccr,
+            upstreams: pool.upstreams.clone(),
+            config_path: pool.config_path.clone(),
+            pool,
+            http,
+        };
         // Before any request: both accounts need a login, and /health says nothing can serve.
         let (status, body) = health(&h).await;
         assert_eq!((status, body["status"].as_str()), (503, Some("unavailable")), "{body}");
@@ -588,7 +600,7 @@ async fn missing_token_files_are_seen_at_start_and_every_account_is_named() {
         }
         // One account fixed: it serves, and /health is ok again.
         write_social_token_file(
-            &token_path(h.dir.path(), "a"),
+            &token_path(&h, "a"),
             &h.upstreams[0].issue_credentials(Duration::from_secs(3600)),
         )
         .unwrap();
