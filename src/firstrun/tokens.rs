@@ -54,10 +54,11 @@ pub fn report(config: &Config, problems: &[TokenProblem]) -> Vec<String> {
         out.push(format!("{p}\n  fix: {}", fix_hint(&p.provider)));
     }
     if !problems.is_empty() && problems.len() == config.providers.len() {
-        out.push(format!(
+        out.push(
             "no account can serve requests: every request will fail with 503 until one token file is \
              usable (ccr re-reads token files on every request; no restart needed)"
-        ));
+                .to_owned(),
+        );
     }
     out
 }
