@@ -28,7 +28,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -310,20 +309,10 @@ pub fn apply_weight_edits(text: &str, edits: &[WeightEdit]) -> Result<String, Ed
 }
 
 /// Replace `path` with `contents` in one step (write a sibling temporary file, then rename), so
-/// a reader or the file watcher never sees a half-written config. The file keeps its permissions.
+/// a reader or the file watcher never sees a half-written config. The file keeps its permissions;
+/// a symlinked config is written through to the link's target.
 fn write_atomically(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(contents.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        std::fs::set_permissions(tmp.path(), meta.permissions())?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::fsio::write_through(path, contents.as_bytes(), None)
 }
 
 impl Runtime {

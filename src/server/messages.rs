@@ -65,6 +65,9 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 
 /// The client's error for a body that could not be read: 413 past the limit, else 400.
 fn body_error(e: &(dyn std::error::Error + 'static), limit: usize) -> ApiError {
+    if let Some(stalled) = super::limits::stalled_error(e) {
+        return stalled;
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     let mut too_large = false;
     while let Some(s) = source {
@@ -213,7 +216,8 @@ async fn dispatch(
             Ok((first, events)) => {
                 lease.first_byte(sent_at.elapsed());
                 if stream {
-                    return route.respond(stream_response(options, first, events, lease, sent_at));
+                    let stop = rt.drain.subscribe();
+                    return route.respond(stream_response(options, first, events, lease, sent_at, stop));
                 }
                 match collect(options.clone(), first, events).await {
                     Ok(message) => {
@@ -331,12 +335,13 @@ fn stream_response(
     events: EventStream,
     lease: Lease,
     sent_at: Instant,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Response {
     let mut translator = SseTranslator::new(options, new_message_id());
     let mut buf = BytesMut::with_capacity(4096);
     translator.start(&mut buf);
     let state =
-        Streaming { translator, events, lease: Some(lease), buf, sent_at, pending_first: Some(first) };
+        Streaming { translator, events, lease: Some(lease), buf, sent_at, pending_first: Some(first), stop };
     let body = Body::from_stream(futures_util::stream::unfold(state, |mut s| async move {
         let chunk = s.next_chunk().await?;
         Some((Ok::<_, std::io::Error>(chunk), s))
@@ -357,6 +362,8 @@ struct Streaming {
     buf: BytesMut,
     sent_at: Instant,
     pending_first: Option<KiroEvent>,
+    /// Turns true when the shutdown deadline passes: the answer ends with an `error` event.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Streaming {
@@ -378,7 +385,20 @@ impl Streaming {
             if self.translator.is_done() {
                 return None;
             }
-            match tokio::time::timeout(PING_INTERVAL, self.events.next_event()).await {
+            let stop = &mut self.stop;
+            let next = tokio::select! {
+                next = tokio::time::timeout(PING_INTERVAL, self.events.next_event()) => Some(next),
+                () = async {
+                    if stop.wait_for(|stop| *stop).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => None,
+            };
+            let Some(next) = next else {
+                self.shut_down();
+                continue;
+            };
+            match next {
                 Err(_) => self.translator.ping(&mut self.buf),
                 Ok(Ok(Some(event))) => {
                     self.on_event(event);
@@ -408,6 +428,17 @@ impl Streaming {
                 }
             }
         }
+    }
+
+    /// The shutdown deadline passed: close the answer with an error event. Not the provider's
+    /// fault (dropping the lease counts the attempt as neutral).
+    fn shut_down(&mut self) {
+        let err = ApiError::new(
+            ErrorKind::OverloadedError,
+            "ccr is shutting down and the answer did not finish within server.shutdownTimeout; retry",
+        );
+        self.translator.fail(&err, &mut self.buf);
+        self.lease.take();
     }
 
     /// The upstream broke after the first byte: close the answer with an error event.

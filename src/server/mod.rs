@@ -2,6 +2,9 @@
 //! monitoring and admin endpoints, on one axum router.
 
 pub mod admin;
+pub mod guard;
+pub mod limits;
+pub mod listen;
 pub mod messages;
 pub mod monitoring;
 pub mod runtime;
@@ -15,7 +18,6 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -32,6 +34,9 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .merge(admin::router(&rt))
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(rt.clone(), limits::limit_bodies))
+        .layer(middleware::from_fn(limits::json_errors))
+        .layer(middleware::from_fn_with_state(rt.clone(), guard::guard))
         .with_state(rt)
 }
 
@@ -72,17 +77,13 @@ async fn require_api_key(State(rt): State<Arc<Runtime>>, request: Request, next:
     next.run(request).await
 }
 
-/// Bind the listen address.
+/// Bind the listen address (see [`listen::bind`]).
 pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
-    let addr = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    TcpListener::bind(addr).await
+    listen::bind(host, port).await
 }
 
-/// Serve until `shutdown` resolves; in-flight answers are allowed to finish.
+/// Serve until `shutdown` resolves; in-flight answers are allowed to finish until
+/// `server.shutdownTimeout` (see [`listen`]).
 pub async fn serve(
     listener: TcpListener,
     rt: Arc<Runtime>,
@@ -91,13 +92,8 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         rt.set_listen_addr(addr);
     }
-    // Answers stream as many small writes: with Nagle on, each one after the first would wait
-    // for the client's delayed ACK (40 ms on Linux).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = router(rt).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let app = router(rt.clone());
+    listen::serve(listener, rt, app, shutdown).await
 }
 
 #[cfg(test)]
