@@ -156,6 +156,9 @@ pub enum ErrorKind {
     /// The connection is accepted and the request read, but no answer ever comes (until the sim
     /// goes down or shuts down, which resets the connection).
     Hang,
+    /// An unexpected client-error status (404, 409, 413, 422, 431, 451, …) with an AWS-shaped
+    /// body, as a misconfigured endpoint or gateway answers. Not part of [`ErrorKind::ALL`].
+    ClientStatus(u16),
 }
 
 impl ErrorKind {
@@ -182,6 +185,7 @@ impl ErrorKind {
             ErrorKind::CutStream => "stream cut mid-frame",
             ErrorKind::CorruptFrame => "corrupt frame",
             ErrorKind::Hang => "hang",
+            ErrorKind::ClientStatus(_) => "4xx client status",
         }
     }
 
@@ -900,6 +904,11 @@ impl Shared {
                 StatusCode::BAD_REQUEST,
                 "ThrottlingException",
                 json!({"message": "I am experiencing high traffic, please try again shortly.", "reason": "INSUFFICIENT_MODEL_CAPACITY"}),
+            ),
+            ErrorKind::ClientStatus(code) => aws_error(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::NOT_FOUND),
+                "ResourceNotFoundException",
+                json!({"message": format!("simulated {code}"), "reason": null}),
             ),
             ErrorKind::CutStream | ErrorKind::CorruptFrame | ErrorKind::Hang => return None,
         })

@@ -263,6 +263,7 @@ pub fn failure_kind(err: &UpstreamError) -> FailureKind {
         UpstreamErrorKind::Connect => FailureKind::Connect,
         UpstreamErrorKind::Timeout => FailureKind::Timeout,
         UpstreamErrorKind::Server(code) => FailureKind::Status5xx(*code),
+        UpstreamErrorKind::Rejected(code) => FailureKind::Status4xx(*code),
         UpstreamErrorKind::Throttled { retry_after } => {
             FailureKind::RateLimited { retry_after: *retry_after }
         }
@@ -276,7 +277,8 @@ pub fn failure_kind(err: &UpstreamError) -> FailureKind {
         UpstreamErrorKind::Protocol
         | UpstreamErrorKind::Validation
         | UpstreamErrorKind::ContextTooLong
-        | UpstreamErrorKind::InvalidModel => FailureKind::Protocol,
+        | UpstreamErrorKind::InvalidModel
+        | UpstreamErrorKind::TooLarge => FailureKind::Protocol,
     }
 }
 
