@@ -51,7 +51,11 @@ impl StopSignals {
 }
 
 /// Stop `running` gracefully; a second signal exits the process at once (status 130).
-pub async fn shut_down_on(signals: &mut StopSignals, first: &str, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn shut_down_on(
+    signals: &mut StopSignals,
+    first: &str,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tracing::info!("{first}: shutting down (send it again to exit at once)");
     tokio::select! {
         () = shutdown => {}

@@ -67,7 +67,10 @@ fn error_type(body: &str) -> Value {
 #[tokio::test]
 async fn web_pages_cannot_drive_ccr_without_a_key() {
     let h = start(2, |ups, dir| {
-        with_server(seed_config_for(ups, dir), json!({"allowedOrigins": ["https://tools.example"], "allowedHosts": ["ccr.lan"]}))
+        with_server(
+            seed_config_for(ups, dir),
+            json!({"allowedOrigins": ["https://tools.example"], "allowedHosts": ["ccr.lan"]}),
+        )
     })
     .await;
     let post = |path: &str| h.http.post(h.url(path));
@@ -107,7 +110,12 @@ async fn web_pages_cannot_drive_ccr_without_a_key() {
     assert!(!status.to_string().contains("\"drained\":true"), "{status}");
 
     // What is allowed: loopback origins, listed origins and hosts, ordinary clients.
-    let r = post("/v1/messages").header("origin", "http://localhost:5173").json(&small_request()).send().await.unwrap();
+    let r = post("/v1/messages")
+        .header("origin", "http://localhost:5173")
+        .json(&small_request())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let r = post("/v1/messages")
         .header("origin", "https://tools.example")
@@ -226,7 +234,9 @@ async fn a_fifo_config_keeps_the_last_good_config_and_says_so() {
 
 #[tokio::test]
 async fn an_unfinished_request_head_is_timed_out() {
-    let h = start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"requestHeadTimeout": 200}))).await;
+    let h =
+        start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"requestHeadTimeout": 200})))
+            .await;
     let mut c = raw(&h).await;
     c.write_all(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nx-filler: ").await.unwrap();
     c.write_all(&vec![b'a'; 64 * 1024]).await.unwrap();
@@ -236,7 +246,9 @@ async fn an_unfinished_request_head_is_timed_out() {
 
 #[tokio::test]
 async fn a_stalled_body_gets_a_408() {
-    let h = start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"bodyIdleTimeout": 200}))).await;
+    let h =
+        start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"bodyIdleTimeout": 200})))
+            .await;
     let mut c = raw(&h).await;
     c.write_all(
         b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"model\":",
@@ -251,7 +263,8 @@ async fn a_stalled_body_gets_a_408() {
 
 #[tokio::test]
 async fn an_announced_body_over_the_limit_is_refused_before_100_continue() {
-    let h = start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"maxBodyBytes": 1000}))).await;
+    let h = start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"maxBodyBytes": 1000})))
+        .await;
     let mut c = raw(&h).await;
     c.write_all(
         b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 1001\r\nexpect: 100-continue\r\n\r\n",
@@ -267,7 +280,8 @@ async fn an_announced_body_over_the_limit_is_refused_before_100_continue() {
 
 #[tokio::test]
 async fn open_connections_are_capped() {
-    let h = start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"maxConnections": 2}))).await;
+    let h =
+        start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"maxConnections": 2}))).await;
     let mut held = vec![raw(&h).await, raw(&h).await];
     // Both slots are taken by connections that send nothing: the next client waits…
     let waiting = tokio::spawn({
@@ -296,14 +310,14 @@ async fn a_burst_of_connects_queues_in_a_large_backlog() {
         eprintln!("net.core.somaxconn is {somaxconn}: too small to tell a 1024 backlog from 128; skipped");
         return;
     }
-    let h = start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"maxConnections": 1}))).await;
+    let h =
+        start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"maxConnections": 1}))).await;
     // The one slot is held, so every further connect waits in the backlog.
     let _held = raw(&h).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let addr = h.ccr.addr;
-    let connects = (0..burst).map(|_| async move {
-        tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await
-    });
+    let connects = (0..burst)
+        .map(|_| async move { tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await });
     let results = futures_util::future::join_all(connects).await;
     let stalled = results.iter().filter(|r| !matches!(r, Ok(Ok(_)))).count();
     assert_eq!(stalled, 0, "{stalled} of {burst} connects stalled");
@@ -319,7 +333,8 @@ async fn a_burst_of_connects_queues_in_a_large_backlog() {
 async fn unexpected_upstream_4xx_fail_over_and_count_against_the_account() {
     let h = start(2, |ups, dir| {
         let mut c = seed_config_for(ups, dir);
-        c["routing"]["rules"]["default"]["loadBalancing"] = json!({"strategy": "round-robin", "failover": true});
+        c["routing"]["rules"]["default"]["loadBalancing"] =
+            json!({"strategy": "round-robin", "failover": true});
         for id in ["codewhisperer-primary", "codewhisperer-secondary"] {
             c["providers"][id]["circuitBreaker"] = json!({"failureThreshold": 100});
         }
@@ -454,13 +469,8 @@ async fn symlinked_config_and_token_files_are_written_through() {
     let real_config = h.dir.path().join("real/config.json");
     std::fs::rename(&h.config_path, &real_config).unwrap();
     std::os::unix::fs::symlink(&real_config, &h.config_path).unwrap();
-    let r = h
-        .http
-        .post(h.url("/admin/providers/solo/weight"))
-        .json(&json!({"weight": 7}))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        h.http.post(h.url("/admin/providers/solo/weight")).json(&json!({"weight": 7})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let r = h.http.post(h.url("/admin/weights/save")).send().await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());

@@ -88,9 +88,12 @@ async fn first_chunk(r: &mut reqwest::Response) -> Vec<u8> {
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_streams_finish() {
-    let up = SimUpstream::start(SimOptions { chunk_delay: Duration::from_millis(40), ..SimOptions::named("slow") })
-        .await
-        .unwrap();
+    let up = SimUpstream::start(SimOptions {
+        chunk_delay: Duration::from_millis(40),
+        ..SimOptions::named("slow")
+    })
+    .await
+    .unwrap();
     let mut ccr = start(&up, json!({})).await;
     let mut r = open_stream(&ccr.base, 25).await;
     let mut got = first_chunk(&mut r).await;
@@ -106,9 +109,12 @@ async fn sigterm_lets_in_flight_streams_finish() {
 
 #[tokio::test]
 async fn the_shutdown_deadline_ends_streams_with_an_error_event() {
-    let up = SimUpstream::start(SimOptions { chunk_delay: Duration::from_millis(200), ..SimOptions::named("slow") })
-        .await
-        .unwrap();
+    let up = SimUpstream::start(SimOptions {
+        chunk_delay: Duration::from_millis(200),
+        ..SimOptions::named("slow")
+    })
+    .await
+    .unwrap();
     let mut ccr = start(&up, json!({"shutdownTimeout": 300})).await;
     let mut r = open_stream(&ccr.base, 1000).await;
     let mut got = first_chunk(&mut r).await;
@@ -126,9 +132,12 @@ async fn the_shutdown_deadline_ends_streams_with_an_error_event() {
 
 #[tokio::test]
 async fn a_second_signal_forces_the_exit() {
-    let up = SimUpstream::start(SimOptions { chunk_delay: Duration::from_millis(200), ..SimOptions::named("slow") })
-        .await
-        .unwrap();
+    let up = SimUpstream::start(SimOptions {
+        chunk_delay: Duration::from_millis(200),
+        ..SimOptions::named("slow")
+    })
+    .await
+    .unwrap();
     let mut ccr = start(&up, json!({"shutdownTimeout": 600_000})).await;
     let mut r = open_stream(&ccr.base, 1000).await;
     let _ = first_chunk(&mut r).await;
@@ -151,7 +160,13 @@ async fn thousands_of_config_problems_are_reported_capped() {
     }
     let path = dir.path().join("config.json");
     std::fs::write(&path, config.to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ccr")).arg("check").arg("--config").arg(&path).output().await.unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ccr"))
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();

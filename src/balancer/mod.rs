@@ -93,7 +93,9 @@ impl fmt::Display for FailureKind {
         match self {
             FailureKind::Connect => f.write_str("connect error"),
             FailureKind::Timeout => f.write_str("timeout"),
-            FailureKind::Status5xx(code) | FailureKind::Status4xx(code) => write!(f, "upstream status {code}"),
+            FailureKind::Status5xx(code) | FailureKind::Status4xx(code) => {
+                write!(f, "upstream status {code}")
+            }
             FailureKind::RateLimited { .. } => f.write_str("rate limited"),
             FailureKind::Auth => f.write_str("authentication failed"),
             FailureKind::QuotaExhausted { .. } => f.write_str("quota exhausted"),

@@ -47,8 +47,7 @@ pub const MAX_REPORTED_PROBLEMS: usize = 20;
 /// The problems as lines, at most [`MAX_REPORTED_PROBLEMS`] of them, then one line saying how
 /// many more there are: a file with thousands of mistakes must not produce megabytes of report.
 pub fn capped(problems: &[Problem]) -> Vec<String> {
-    let mut lines: Vec<String> =
-        problems.iter().take(MAX_REPORTED_PROBLEMS).map(|p| p.to_string()).collect();
+    let mut lines: Vec<String> = problems.iter().take(MAX_REPORTED_PROBLEMS).map(|p| p.to_string()).collect();
     if problems.len() > MAX_REPORTED_PROBLEMS {
         lines.push(format!("… and {} more", problems.len() - MAX_REPORTED_PROBLEMS));
     }
@@ -350,13 +349,18 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         if crate::server::guard::parse_origin(origin).is_none() {
             bad(
                 format!("server.allowedOrigins[{i}]"),
-                format!("must be an origin like `https://example.com` or `http://host:8080` (got `{origin}`)"),
+                format!(
+                    "must be an origin like `https://example.com` or `http://host:8080` (got `{origin}`)"
+                ),
             );
         }
     }
     for (i, host) in config.server.allowed_hosts.iter().enumerate() {
         if host.trim().is_empty() || host.contains(['/', ' ', '@']) {
-            bad(format!("server.allowedHosts[{i}]"), format!("must be a host name like `ccr.lan` (got `{host}`)"));
+            bad(
+                format!("server.allowedHosts[{i}]"),
+                format!("must be a host name like `ccr.lan` (got `{host}`)"),
+            );
         }
     }
     for (key, p) in [

@@ -62,12 +62,15 @@ pub async fn guard(State(rt): State<Arc<Runtime>>, request: Request, next: Next)
 
 /// The four rules of the module docs.
 pub fn check(server: &Server, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), Refusal> {
-    let text = |name: header::HeaderName| headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let text = |name: header::HeaderName| {
+        headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
     let origin_allowed = match text(header::ORIGIN) {
         None => false,
         Some(origin) => {
             let allowed = parse_origin(&origin).is_some_and(|o| {
-                is_loopback(&o.host) || server.allowed_origins.iter().any(|a| parse_origin(a).as_ref() == Some(&o))
+                is_loopback(&o.host)
+                    || server.allowed_origins.iter().any(|a| parse_origin(a).as_ref() == Some(&o))
             });
             if !allowed {
                 return Err(Refusal::Origin(shorten(&origin)));
@@ -91,7 +94,8 @@ pub fn check(server: &Server, method: &Method, path: &str, headers: &HeaderMap) 
         && let Some(host) = text(header::HOST)
     {
         let name = host_name(&host);
-        if !is_loopback(name) && !server.allowed_hosts.iter().any(|h| host_name(h).eq_ignore_ascii_case(name)) {
+        if !is_loopback(name) && !server.allowed_hosts.iter().any(|h| host_name(h).eq_ignore_ascii_case(name))
+        {
             return Err(Refusal::Host(shorten(&host)));
         }
     }
@@ -210,7 +214,9 @@ mod tests {
         server.allowed_hosts = vec!["ccr.lan".into()];
         server.allowed_origins = vec!["https://tools.example".into()];
         assert!(ok(&server, &[("host", "CCR.lan:3456")]).is_ok());
-        assert!(ok(&server, &[("origin", "https://tools.example:443"), ("sec-fetch-site", "cross-site")]).is_ok());
+        assert!(
+            ok(&server, &[("origin", "https://tools.example:443"), ("sec-fetch-site", "cross-site")]).is_ok()
+        );
         server.api_key = Some("k".into());
         assert!(ok(&server, &[("host", "evil.example:3456")]).is_ok());
         // GETs need no content type.

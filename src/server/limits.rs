@@ -115,7 +115,9 @@ async fn decode(body: Body, gzip: bool, limit: usize) -> Result<Bytes, ApiError>
         stalled_error(&e).unwrap_or_else(|| {
             ApiError::new(
                 ErrorKind::RequestTooLarge,
-                format!("compressed request body is larger than the limit of {limit} bytes, or unreadable: {e}"),
+                format!(
+                    "compressed request body is larger than the limit of {limit} bytes, or unreadable: {e}"
+                ),
             )
         })
     })?;
@@ -152,10 +154,9 @@ fn close(mut response: Response) -> Response {
 pub async fn json_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/event-stream"));
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/event-stream")
+    });
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }

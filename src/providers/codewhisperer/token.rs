@@ -187,9 +187,10 @@ impl TokenManager {
             return Ok(loaded.credential.clone());
         }
         let path = self.path.clone();
-        let (credential, raw) = tokio::task::spawn_blocking(move || read_token_file(&path))
-            .await
-            .map_err(|e| TokenError::Unreadable { file: self.path.display().to_string(), reason: e.to_string() })??;
+        let (credential, raw) =
+            tokio::task::spawn_blocking(move || read_token_file(&path)).await.map_err(|e| {
+                TokenError::Unreadable { file: self.path.display().to_string(), reason: e.to_string() }
+            })??;
         let credential = Arc::new(credential);
         if let Ok(mut s) = self.status.lock() {
             s.expires_at = credential.expires_at;
@@ -249,7 +250,8 @@ impl TokenManager {
         let expires_in = answer.get("expiresIn").and_then(Value::as_i64).unwrap_or(3600).max(60);
         let expires_at = Utc::now() + chrono::Duration::seconds(expires_in);
 
-        let mut raw = self.loaded.lock().map_err(|_| poisoned())?.as_ref().map(|l| l.raw.clone()).unwrap_or_default();
+        let mut raw =
+            self.loaded.lock().map_err(|_| poisoned())?.as_ref().map(|l| l.raw.clone()).unwrap_or_default();
         raw.insert("accessToken".into(), Value::String(access.to_string()));
         if let Some(r) = answer.get("refreshToken").and_then(Value::as_str).filter(|s| !s.is_empty()) {
             raw.insert("refreshToken".into(), Value::String(r.to_string()));
@@ -269,9 +271,13 @@ impl TokenManager {
             Ok::<_, TokenError>((credential, raw, file_stamp(&path)))
         })
         .await
-        .map_err(|e| TokenError::WriteBack { file: self.path.display().to_string(), reason: e.to_string() })??;
+        .map_err(|e| TokenError::WriteBack {
+            file: self.path.display().to_string(),
+            reason: e.to_string(),
+        })??;
         let credential = Arc::new(credential);
-        *self.loaded.lock().map_err(|_| poisoned())? = Some(Loaded { credential: credential.clone(), raw, stamp });
+        *self.loaded.lock().map_err(|_| poisoned())? =
+            Some(Loaded { credential: credential.clone(), raw, stamp });
         tracing::info!(file = %self.path.display(), expires_at = %expires_at, "token refreshed");
         Ok(credential)
     }
