@@ -7,7 +7,7 @@
 //! Writing ([`write_through`]): when the path is a symlink, the file written is the link's
 //! target, so the link stays a link and the real file gets the new content; the new content goes
 //! into a temporary file beside the target and is renamed over it in one step, keeping the
-//! target's permissions.
+//! target's permissions (or exact ones, for credentials).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -111,9 +111,18 @@ pub fn write_target(path: &Path) -> std::io::Result<PathBuf> {
     Err(std::io::Error::other(format!("{}: too many levels of symbolic links", path.display())))
 }
 
-/// Replace the file at `path` (through symlinks) with `contents` in one rename. The file keeps
-/// its permissions; a new file gets `new_mode` (Unix), else the default.
-pub fn write_through(path: &Path, contents: &[u8], new_mode: Option<u32>) -> std::io::Result<()> {
+/// The permissions a rewritten file gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Those of the file replaced; the process default for a new file.
+    Keep,
+    /// Exactly these (Unix), e.g. 0600 for credentials whatever the file had.
+    Exactly(u32),
+}
+
+/// Replace the file at `path` (through symlinks) with `contents` in one rename, with the
+/// permissions `mode` says.
+pub fn write_through(path: &Path, contents: &[u8], mode: Mode) -> std::io::Result<()> {
     let target = write_target(path)?;
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -121,17 +130,19 @@ pub fn write_through(path: &Path, contents: &[u8], new_mode: Option<u32>) -> std
     };
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(contents)?;
-    match std::fs::metadata(&target) {
-        Ok(meta) => std::fs::set_permissions(tmp.path(), meta.permissions())?,
-        Err(_) => {
-            #[cfg(unix)]
-            if let Some(mode) = new_mode {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
+    match mode {
+        Mode::Keep => {
+            if let Ok(meta) = std::fs::metadata(&target) {
+                std::fs::set_permissions(tmp.path(), meta.permissions())?;
             }
-            #[cfg(not(unix))]
-            let _ = new_mode;
         }
+        #[cfg(unix)]
+        Mode::Exactly(bits) => {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(bits))?;
+        }
+        #[cfg(not(unix))]
+        Mode::Exactly(_) => {}
     }
     tmp.as_file().sync_all()?;
     tmp.persist(&target).map_err(|e| e.error)?;
@@ -164,12 +175,13 @@ mod tests {
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
         let link = dir.path().join("link.json");
         std::os::unix::fs::symlink("real/t.json", &link).unwrap();
-        write_through(&link, b"new", Some(0o600)).unwrap();
+        write_through(&link, b"new", Mode::Keep).unwrap();
         assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
         assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o640);
-        let fresh = dir.path().join("fresh.json");
-        write_through(&fresh, b"x", Some(0o600)).unwrap();
-        assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o600);
+        write_through(&link, b"newer", Mode::Exactly(0o600)).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"newer");
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

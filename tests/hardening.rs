@@ -463,11 +463,12 @@ async fn symlinked_config_and_token_files_are_written_through() {
         h.upstreams[0].is_access_token_valid(token["accessToken"].as_str().unwrap()),
         "the real file holds the refreshed token"
     );
-    assert_eq!(std::fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o640, "mode kept");
+    assert_eq!(std::fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o600, "credentials stay private");
 
     // The config: moved elsewhere, linked, saved through the admin API.
     let real_config = h.dir.path().join("real/config.json");
     std::fs::rename(&h.config_path, &real_config).unwrap();
+    std::fs::set_permissions(&real_config, std::fs::Permissions::from_mode(0o640)).unwrap();
     std::os::unix::fs::symlink(&real_config, &h.config_path).unwrap();
     let r =
         h.http.post(h.url("/admin/providers/solo/weight")).json(&json!({"weight": 7})).send().await.unwrap();
@@ -477,5 +478,6 @@ async fn symlinked_config_and_token_files_are_written_through() {
     assert!(std::fs::symlink_metadata(&h.config_path).unwrap().file_type().is_symlink());
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&real_config).unwrap()).unwrap();
     assert_eq!(saved["providers"]["solo"]["weight"], 7);
+    assert_eq!(std::fs::metadata(&real_config).unwrap().permissions().mode() & 0o777, 0o640, "mode kept");
     h.shutdown().await;
 }

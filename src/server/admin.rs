@@ -312,7 +312,7 @@ pub fn apply_weight_edits(text: &str, edits: &[WeightEdit]) -> Result<String, Ed
 /// a reader or the file watcher never sees a half-written config. The file keeps its permissions;
 /// a symlinked config is written through to the link's target.
 fn write_atomically(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    crate::fsio::write_through(path, contents.as_bytes(), None)
+    crate::fsio::write_through(path, contents.as_bytes(), crate::fsio::Mode::Keep)
 }
 
 impl Runtime {

@@ -157,7 +157,7 @@ pub fn parse_origin(text: &str) -> Option<Origin> {
         "" => default_port,
         p => p.strip_prefix(':')?.parse().ok()?,
     };
-    if name.is_empty() {
+    if name.is_empty() || (name.contains(':') && !name.starts_with('[')) {
         return None;
     }
     Some(Origin { scheme, host: name.to_ascii_lowercase(), port })

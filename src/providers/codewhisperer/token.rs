@@ -387,11 +387,11 @@ fn read_registration(path: &Path) -> Option<(String, String)> {
 }
 
 /// Write JSON to `path` atomically (temp file beside the file, then rename; through a symlink to
-/// its target), keeping the file's mode, 0600 for a new file.
+/// its target, so the link stays a link), mode 0600.
 pub fn write_atomically(path: &Path, map: &Map<String, Value>) -> Result<(), TokenError> {
     let fail = |reason: String| TokenError::WriteBack { file: path.display().to_string(), reason };
     let text = serde_json::to_vec_pretty(map).map_err(|e| fail(e.to_string()))?;
-    crate::fsio::write_through(path, &text, Some(0o600)).map_err(|e| fail(e.to_string()))
+    crate::fsio::write_through(path, &text, crate::fsio::Mode::Exactly(0o600)).map_err(|e| fail(e.to_string()))
 }
 
 #[cfg(test)]
