@@ -463,7 +463,11 @@ async fn symlinked_config_and_token_files_are_written_through() {
         h.upstreams[0].is_access_token_valid(token["accessToken"].as_str().unwrap()),
         "the real file holds the refreshed token"
     );
-    assert_eq!(std::fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o600, "credentials stay private");
+    assert_eq!(
+        std::fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "credentials stay private"
+    );
 
     // The config: moved elsewhere, linked, saved through the admin API.
     let real_config = h.dir.path().join("real/config.json");
