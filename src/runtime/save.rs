@@ -139,13 +139,6 @@ pub fn apply_weight_edits(text: &str, edits: &[WeightEdit]) -> Result<String, Ed
     Ok(out)
 }
 
-/// Replace `path` with `contents` in one step (write a sibling temporary file, then rename), so
-/// a reader or the file watcher never sees a half-written config. The file keeps its permissions;
-/// a symlinked config is written through to the link's target (see [`crate::fsio`]).
-fn write_atomically(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    crate::fsio::write_through(path, contents.as_bytes(), crate::fsio::Mode::Keep)
-}
-
 impl Runtime {
     /// Write the weights in force (configured plus run-time overrides) into the config file, then
     /// reload it, so the overrides become the configured weights. Other content and key order
@@ -171,7 +164,7 @@ impl Runtime {
             return Ok(format!("{} already holds the weights in force", path.display()));
         }
         let edited = apply_weight_edits(&text, &edits)?;
-        write_atomically(path, &edited)
+        crate::atomic_file::write(path, edited.as_bytes(), crate::atomic_file::Permissions::Keep)
             .map_err(|source| SaveError::Write { path: path.display().to_string(), source })?;
         let list: Vec<String> = edits.iter().map(WeightEdit::describe).collect();
         // The reload signals the snapshot publisher.

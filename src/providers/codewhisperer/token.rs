@@ -395,7 +395,7 @@ fn read_registration(path: &Path) -> Option<(String, String)> {
 pub fn write_atomically(path: &Path, map: &Map<String, Value>) -> Result<(), TokenError> {
     let fail = |reason: String| TokenError::WriteBack { file: path.display().to_string(), reason };
     let text = serde_json::to_vec_pretty(map).map_err(|e| fail(e.to_string()))?;
-    crate::fsio::write_through(path, &text, crate::fsio::Mode::Exactly(0o600))
+    crate::atomic_file::write(path, &text, crate::atomic_file::Permissions::Private)
         .map_err(|e| fail(e.to_string()))
 }
 
