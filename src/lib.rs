@@ -18,6 +18,7 @@
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
 
 pub mod anthropic;
+#[warn(unreachable_pub)]
 pub mod app;
 pub mod balancer;
 pub mod classify;
@@ -25,8 +26,13 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod providers;
+#[warn(unreachable_pub)]
 pub mod runtime;
+#[warn(unreachable_pub)]
 pub mod server;
+#[warn(unreachable_pub)]
 pub mod snapshot;
+#[warn(unreachable_pub)]
 pub mod status;
+#[warn(unreachable_pub)]
 pub mod tui;
