@@ -5,7 +5,8 @@
 
 mod common;
 
-use ccr::demo::upstream::{ErrorKind, write_social_token_file};
+use ccr::demo::pool::{Account, SimPool, SimPoolBuilder};
+use ccr::demo::upstream::ErrorKind;
 use common::*;
 use serde_json::{Value, json};
 use std::io::Write as _;
@@ -16,14 +17,14 @@ use tokio::net::TcpStream;
 /// Bounds waits that succeed quickly when the code is right; never a pass condition by itself.
 const GENEROUS: Duration = Duration::from_secs(10);
 
-fn with_server(mut config: Value, server: Value) -> Value {
-    let obj = config["server"].as_object().cloned().unwrap_or_default();
-    let mut merged = obj;
-    for (k, v) in server.as_object().unwrap() {
-        merged.insert(k.clone(), v.clone());
-    }
-    config["server"] = Value::Object(merged);
-    config
+/// `pool` with these `server` settings.
+fn with_server(pool: SimPoolBuilder, server: Value) -> SimPoolBuilder {
+    pool.merge(json!({ "server": server }))
+}
+
+/// The seed pool with failover on in the default rule.
+fn failover_pool() -> SimPoolBuilder {
+    seed_pool().merge(json!({"routing": {"rules": {"default": {"loadBalancing": {"failover": true}}}}}))
 }
 
 fn small_request() -> Value {
@@ -66,12 +67,10 @@ fn error_type(body: &str) -> Value {
 
 #[tokio::test]
 async fn web_pages_cannot_drive_ccr_without_a_key() {
-    let h = start(2, |ups, dir| {
-        with_server(
-            seed_config_for(ups, dir),
-            json!({"allowedOrigins": ["https://tools.example"], "allowedHosts": ["ccr.lan"]}),
-        )
-    })
+    let h = start(with_server(
+        seed_pool(),
+        json!({"allowedOrigins": ["https://tools.example"], "allowedHosts": ["ccr.lan"]}),
+    ))
     .await;
     let post = |path: &str| h.http.post(h.url(path));
 
@@ -134,7 +133,7 @@ async fn web_pages_cannot_drive_ccr_without_a_key() {
 
 #[tokio::test]
 async fn with_a_key_any_host_works_but_origins_are_still_checked() {
-    let h = start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"apiKey": "k3y"}))).await;
+    let h = start(with_server(solo_pool(), json!({"apiKey": "k3y"}))).await;
     let r = h
         .http
         .post(h.url("/v1/messages"))
@@ -165,21 +164,15 @@ async fn with_a_key_any_host_works_but_origins_are_still_checked() {
 #[cfg(unix)]
 fn mkfifo(path: &std::path::Path) {
     let _ = std::fs::remove_file(path);
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let status = std::process::Command::new("mkfifo").arg(path).status().expect("mkfifo runs");
+    assert!(status.success(), "mkfifo");
 }
 
 #[cfg(unix)]
 #[tokio::test]
 async fn a_fifo_or_huge_token_file_fails_that_account_only() {
-    let h = start(2, |ups, dir| {
-        let mut c = seed_config_for(ups, dir);
-        c["routing"]["rules"]["default"]["loadBalancing"]["failover"] = json!(true);
-        c
-    })
-    .await;
-    let primary = h.dir.path().join("codewhisperer-primary.json");
+    let h = start(failover_pool()).await;
+    let primary = h.pool.token_path("codewhisperer-primary").unwrap().to_path_buf();
     mkfifo(&primary);
     for i in 0..4 {
         let (status, headers, body) =
@@ -212,7 +205,7 @@ async fn a_fifo_or_huge_token_file_fails_that_account_only() {
 #[cfg(unix)]
 #[tokio::test]
 async fn a_fifo_config_keeps_the_last_good_config_and_says_so() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     mkfifo(&h.config_path);
     let r = tokio::time::timeout(GENEROUS, h.http.post(h.url("/admin/reload")).send())
         .await
@@ -234,9 +227,7 @@ async fn a_fifo_config_keeps_the_last_good_config_and_says_so() {
 
 #[tokio::test]
 async fn an_unfinished_request_head_is_timed_out() {
-    let h =
-        start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"requestHeadTimeout": 200})))
-            .await;
+    let h = start(with_server(solo_pool(), json!({"requestHeadTimeout": 200}))).await;
     let mut c = raw(&h).await;
     c.write_all(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nx-filler: ").await.unwrap();
     c.write_all(&vec![b'a'; 64 * 1024]).await.unwrap();
@@ -246,9 +237,7 @@ async fn an_unfinished_request_head_is_timed_out() {
 
 #[tokio::test]
 async fn a_stalled_body_gets_a_408() {
-    let h =
-        start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"bodyIdleTimeout": 200})))
-            .await;
+    let h = start(with_server(solo_pool(), json!({"bodyIdleTimeout": 200}))).await;
     let mut c = raw(&h).await;
     c.write_all(
         b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"model\":",
@@ -263,8 +252,7 @@ async fn a_stalled_body_gets_a_408() {
 
 #[tokio::test]
 async fn an_announced_body_over_the_limit_is_refused_before_100_continue() {
-    let h = start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"maxBodyBytes": 1000})))
-        .await;
+    let h = start(with_server(solo_pool(), json!({"maxBodyBytes": 1000}))).await;
     let mut c = raw(&h).await;
     c.write_all(
         b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 1001\r\nexpect: 100-continue\r\n\r\n",
@@ -280,8 +268,7 @@ async fn an_announced_body_over_the_limit_is_refused_before_100_continue() {
 
 #[tokio::test]
 async fn open_connections_are_capped() {
-    let h =
-        start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"maxConnections": 2}))).await;
+    let h = start(with_server(solo_pool(), json!({"maxConnections": 2}))).await;
     let mut held = vec![raw(&h).await, raw(&h).await];
     // Both slots are taken by connections that send nothing: the next client waits…
     let waiting = tokio::spawn({
@@ -310,8 +297,7 @@ async fn a_burst_of_connects_queues_in_a_large_backlog() {
         eprintln!("net.core.somaxconn is {somaxconn}: too small to tell a 1024 backlog from 128; skipped");
         return;
     }
-    let h =
-        start(1, |ups, dir| with_server(single_config_for(&ups[0], dir), json!({"maxConnections": 1}))).await;
+    let h = start(with_server(solo_pool(), json!({"maxConnections": 1}))).await;
     // The one slot is held, so every further connect waits in the backlog.
     let _held = raw(&h).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -331,15 +317,11 @@ async fn a_burst_of_connects_queues_in_a_large_backlog() {
 
 #[tokio::test]
 async fn unexpected_upstream_4xx_fail_over_and_count_against_the_account() {
-    let h = start(2, |ups, dir| {
-        let mut c = seed_config_for(ups, dir);
-        c["routing"]["rules"]["default"]["loadBalancing"] =
-            json!({"strategy": "round-robin", "failover": true});
-        for id in ["codewhisperer-primary", "codewhisperer-secondary"] {
-            c["providers"][id]["circuitBreaker"] = json!({"failureThreshold": 100});
-        }
-        c
-    })
+    let h = start(
+        seed_pool()
+            .provider_defaults(json!({"circuitBreaker": {"failureThreshold": 100}}))
+            .merge(json!({"routing": {"rules": {"default": {"loadBalancing": {"strategy": "round-robin", "failover": true}}}}})),
+    )
     .await;
     for code in [404u16, 409, 422, 431, 451] {
         h.upstreams[0].fail_next(1, ErrorKind::ClientStatus(code));
@@ -381,7 +363,7 @@ async fn unexpected_upstream_4xx_fail_over_and_count_against_the_account() {
 
 #[tokio::test]
 async fn wrong_methods_and_bad_urls_get_anthropic_json() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let r = h.http.get(h.url("/v1/messages")).send().await.unwrap();
     assert_eq!(r.status(), 405);
     assert!(r.headers().contains_key("allow"));
@@ -406,7 +388,7 @@ async fn wrong_methods_and_bad_urls_get_anthropic_json() {
 
 #[tokio::test]
 async fn gzip_bodies_are_decoded_and_unknown_encodings_refused() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(small_request().to_string().as_bytes()).unwrap();
     let gz = enc.finish().unwrap();
@@ -438,25 +420,25 @@ async fn gzip_bodies_are_decoded_and_unknown_encodings_refused() {
 #[tokio::test]
 async fn symlinked_config_and_token_files_are_written_through() {
     use std::os::unix::fs::PermissionsExt;
-    let h = start(1, |ups, dir| {
-        let mut c = single_config_for(&ups[0], dir);
-        // The token file lives elsewhere; the config points at a link to it, and the token
-        // is about to expire, so the first request refreshes it.
-        let real_dir = dir.join("real");
-        std::fs::create_dir(&real_dir).unwrap();
-        let real = real_dir.join("token.json");
-        write_social_token_file(&real, &ups[0].issue_credentials(Duration::from_secs(60))).unwrap();
-        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let link = dir.join("token-link.json");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        c["providers"]["solo"]["tokenPath"] = json!(link.to_string_lossy());
-        c
-    })
+    // The token is about to expire, so the first request refreshes it.
+    let h = start(
+        SimPool::builder()
+            .provider_defaults(json!({"firstByteTimeout": 5000, "idleTimeout": 5000}))
+            .account("solo", Account::new().sim(sim(0)).token_ttl(Duration::from_secs(60)))
+            .rule("default", json!({"providers": ["solo"]})),
+    )
     .await;
+    // The token file moves elsewhere and a link takes its place.
+    let dir = h.pool.dir().to_path_buf();
+    let link = h.pool.token_path("solo").unwrap().to_path_buf();
+    std::fs::create_dir(dir.join("real")).unwrap();
+    let real = dir.join("real/token.json");
+    std::fs::rename(&link, &real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+
     let (status, _, body) = h.call(&small_request()).await;
     assert_eq!(status, 200, "{body}");
-    let link = h.dir.path().join("token-link.json");
-    let real = h.dir.path().join("real/token.json");
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link is still a link");
     let token: Value = serde_json::from_str(&std::fs::read_to_string(&real).unwrap()).unwrap();
     assert!(
@@ -470,7 +452,7 @@ async fn symlinked_config_and_token_files_are_written_through() {
     );
 
     // The config: moved elsewhere, linked, saved through the admin API.
-    let real_config = h.dir.path().join("real/config.json");
+    let real_config = dir.join("real/config.json");
     std::fs::rename(&h.config_path, &real_config).unwrap();
     std::fs::set_permissions(&real_config, std::fs::Permissions::from_mode(0o640)).unwrap();
     std::os::unix::fs::symlink(&real_config, &h.config_path).unwrap();

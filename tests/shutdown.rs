@@ -5,8 +5,9 @@
 
 mod common;
 
-use ccr::demo::upstream::{SimOptions, SimUpstream};
-use common::{single_config_for, sse};
+use ccr::demo::pool::{Account, SimPool};
+use ccr::demo::upstream::SimOptions;
+use common::sse;
 use serde_json::{Value, json};
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,17 +19,21 @@ const GENEROUS: Duration = Duration::from_secs(20);
 struct Ccr {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
+    pool: SimPool,
 }
 
-/// `ccr start` on port 0 against one slow simulated upstream; the address is read from its log.
-async fn start(up: &SimUpstream, server: Value) -> Ccr {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = single_config_for(up, dir.path());
-    config["server"] = server;
-    config["input"] = json!({"defaultInstance": false});
-    let path = dir.path().join("config.json");
-    std::fs::write(&path, config.to_string()).unwrap();
+/// `ccr start` on port 0 against one simulated upstream sending a frame every `chunk_delay`;
+/// the address is read from its log.
+async fn start(chunk_delay: Duration, server: Value) -> Ccr {
+    let pool = SimPool::builder()
+        .provider_defaults(json!({"firstByteTimeout": 5000, "idleTimeout": 5000}))
+        .account("solo", Account::new().sim(SimOptions { chunk_delay, ..SimOptions::named("slow") }))
+        .rule("default", json!({"providers": ["solo"]}))
+        .merge(json!({"server": server, "input": {"defaultInstance": false}}))
+        .start()
+        .await
+        .unwrap();
+    let path = pool.config_path.clone();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ccr"))
         .args(["start", "--port", "0", "--config"])
         .arg(&path)
@@ -53,7 +58,7 @@ async fn start(up: &SimUpstream, server: Value) -> Ccr {
     .expect("ccr listens");
     // Keep draining the log so ccr never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ccr { child, base, _dir: dir }
+    Ccr { child, base, pool }
 }
 
 fn signal(child: &Child, name: &str) {
@@ -88,13 +93,7 @@ async fn first_chunk(r: &mut reqwest::Response) -> Vec<u8> {
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_streams_finish() {
-    let up = SimUpstream::start(SimOptions {
-        chunk_delay: Duration::from_millis(40),
-        ..SimOptions::named("slow")
-    })
-    .await
-    .unwrap();
-    let mut ccr = start(&up, json!({})).await;
+    let mut ccr = start(Duration::from_millis(40), json!({})).await;
     let mut r = open_stream(&ccr.base, 25).await;
     let mut got = first_chunk(&mut r).await;
     signal(&ccr.child, "TERM");
@@ -104,18 +103,12 @@ async fn sigterm_lets_in_flight_streams_finish() {
     assert!(!events.iter().any(|(e, _)| e == "error"), "{body}");
     let status = tokio::time::timeout(GENEROUS, ccr.child.wait()).await.expect("ccr exits").unwrap();
     assert!(status.success(), "{status:?}");
-    up.shutdown().await;
+    ccr.pool.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_shutdown_deadline_ends_streams_with_an_error_event() {
-    let up = SimUpstream::start(SimOptions {
-        chunk_delay: Duration::from_millis(200),
-        ..SimOptions::named("slow")
-    })
-    .await
-    .unwrap();
-    let mut ccr = start(&up, json!({"shutdownTimeout": 300})).await;
+    let mut ccr = start(Duration::from_millis(200), json!({"shutdownTimeout": 300})).await;
     let mut r = open_stream(&ccr.base, 1000).await;
     let mut got = first_chunk(&mut r).await;
     signal(&ccr.child, "TERM");
@@ -127,18 +120,12 @@ async fn the_shutdown_deadline_ends_streams_with_an_error_event() {
     assert!(data["error"]["message"].as_str().unwrap().contains("shutting down"), "{body}");
     let status = tokio::time::timeout(GENEROUS, ccr.child.wait()).await.expect("ccr exits").unwrap();
     assert!(status.success(), "{status:?}");
-    up.shutdown().await;
+    ccr.pool.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_second_signal_forces_the_exit() {
-    let up = SimUpstream::start(SimOptions {
-        chunk_delay: Duration::from_millis(200),
-        ..SimOptions::named("slow")
-    })
-    .await
-    .unwrap();
-    let mut ccr = start(&up, json!({"shutdownTimeout": 600_000})).await;
+    let mut ccr = start(Duration::from_millis(200), json!({"shutdownTimeout": 600_000})).await;
     let mut r = open_stream(&ccr.base, 1000).await;
     let _ = first_chunk(&mut r).await;
     signal(&ccr.child, "INT");
@@ -148,7 +135,7 @@ async fn a_second_signal_forces_the_exit() {
     signal(&ccr.child, "TERM");
     let status = tokio::time::timeout(GENEROUS, ccr.child.wait()).await.expect("ccr exits at once").unwrap();
     assert_eq!(status.code(), Some(130), "{status:?}");
-    up.shutdown().await;
+    ccr.pool.shutdown().await;
 }
 
 #[tokio::test]
