@@ -15,7 +15,8 @@
 //! | `POST /refreshToken` | social refresh: `{"refreshToken"}` → `{"accessToken","refreshToken","profileArn","expiresIn"}` |
 //! | `POST /token` | IdC refresh: `{"clientId","clientSecret","refreshToken","grantType":"refresh_token"}` → `{"accessToken","refreshToken","expiresIn","tokenType":"Bearer"}` |
 //! | `GET /getUsageLimits` | bearer required; the protocol notes' §7.1 JSON, usage = streams this sim served |
-//! | `GET /ListAvailableModels` | bearer required; the known dotted model ids |
+//! | `GET /ListAvailableModels` | bearer required; the dotted model ids of the sim's [`SimTier`] (free: no Opus) |
+//! | `POST /mcp` | bearer required; JSON-RPC `tools/call web_search` with canned results (see [`mcp`]) |
 //! | `GET /health` | `200 {"status":"ok"}`, no auth |
 //!
 //! A refresh revokes every access token issued before it for the same login; the old refresh
@@ -52,6 +53,11 @@
 //! bearer check, so health probes cannot steal them. Latency and `down` apply to every endpoint.
 //! Down means the listener is closed (connections refused) and every open connection, idle or
 //! mid-stream, is reset; up rebinds the same port.
+
+mod mcp;
+mod websearch_model;
+
+pub use mcp::{McpFailure, RESULTS_PER_QUERY, canned_results};
 
 use crate::providers::codewhisperer::convert::check_kiro_body;
 use crate::providers::codewhisperer::eventstream::{encode_event, encode_exception};
@@ -189,7 +195,7 @@ impl ErrorKind {
     pub fn applies_to(self, endpoint: Endpoint) -> bool {
         match endpoint {
             Endpoint::Generate => true,
-            Endpoint::UsageLimits | Endpoint::ListModels => {
+            Endpoint::UsageLimits | Endpoint::ListModels | Endpoint::Mcp => {
                 matches!(
                     self,
                     ErrorKind::Status500 | ErrorKind::Throttle429 | ErrorKind::Hang | ErrorKind::Forbidden403
@@ -323,6 +329,8 @@ pub enum Endpoint {
     ListModels,
     /// `GET /health`.
     Health,
+    /// `POST /mcp` (web search).
+    Mcp,
     /// Anything else (answered 404).
     Unknown,
 }
@@ -368,6 +376,39 @@ pub struct SimOptions {
     pub accept_any_token: bool,
     /// Model ids accepted in addition to [`KNOWN_MODEL_IDS`].
     pub extra_models: Vec<String>,
+    /// The account's subscription: decides the `ListAvailableModels` answer and the title in
+    /// `getUsageLimits`.
+    pub tier: SimTier,
+    /// `cacheReadInputTokens` / `cacheWriteInputTokens` of the `metadataEvent` (when on).
+    pub cache_tokens: (u64, u64),
+}
+
+/// A Kiro subscription tier, as `getUsageLimits` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimTier {
+    /// `KIRO FREE`: no Opus models (removed from the free tier in January 2026).
+    #[default]
+    Free,
+    /// `KIRO PRO`: every model.
+    Pro,
+    /// `KIRO PRO+`: every model.
+    ProPlus,
+}
+
+impl SimTier {
+    /// `subscriptionInfo.subscriptionTitle`.
+    pub fn title(self) -> &'static str {
+        match self {
+            SimTier::Free => "KIRO FREE",
+            SimTier::Pro => "KIRO PRO",
+            SimTier::ProPlus => "KIRO PRO+",
+        }
+    }
+
+    /// Whether `ListAvailableModels` lists `model_id` for this tier.
+    pub fn lists(self, model_id: &str) -> bool {
+        self != SimTier::Free || !model_id.contains("opus")
+    }
 }
 
 impl Default for SimOptions {
@@ -391,6 +432,8 @@ impl Default for SimOptions {
             enforce_usage_limit: false,
             accept_any_token: false,
             extra_models: Vec::new(),
+            tier: SimTier::Free,
+            cache_tokens: (0, 0),
         }
     }
 }
@@ -438,7 +481,10 @@ pub struct SimStats {
     pub usage_limits: u64,
     pub list_models: u64,
     pub health: u64,
+    pub mcp: u64,
     pub unknown: u64,
+    /// Web searches answered with results by `/mcp`.
+    pub searches: u64,
     /// Chat requests being handled now (from arrival until the streamed body ends or is dropped).
     pub in_flight: u64,
     /// Chat requests answered 200 with a stream.
@@ -463,6 +509,7 @@ impl SimStats {
             Endpoint::UsageLimits => self.usage_limits,
             Endpoint::ListModels => self.list_models,
             Endpoint::Health => self.health,
+            Endpoint::Mcp => self.mcp,
             Endpoint::Unknown => self.unknown,
         }
     }
@@ -524,6 +571,7 @@ struct Knobs {
     context_usage: Option<f64>,
     metadata_event: bool,
     max_body_bytes: usize,
+    cache_tokens: (u64, u64),
 }
 
 /// Settings fixed at start.
@@ -537,6 +585,7 @@ struct Fixed {
     accept_any_token: bool,
     extra_models: Vec<String>,
     seed: u64,
+    tier: SimTier,
 }
 
 #[derive(Debug)]
@@ -557,7 +606,9 @@ struct Counters {
     usage_limits: AtomicU64,
     list_models: AtomicU64,
     health: AtomicU64,
+    mcp: AtomicU64,
     unknown: AtomicU64,
+    searches: AtomicU64,
     in_flight: AtomicU64,
     streams_started: AtomicU64,
     streams_completed: AtomicU64,
@@ -739,6 +790,7 @@ struct Shared {
     counters: Counters,
     last: Mutex<LastRequests>,
     last_rejection: Mutex<Option<String>>,
+    mcp_failure: Mutex<Option<McpFailure>>,
     power: watch::Sender<Power>,
     /// `Some(epoch)` while a listener of that epoch accepts connections.
     listening: watch::Sender<Option<u64>>,
@@ -780,6 +832,7 @@ impl Shared {
             Endpoint::UsageLimits => &c.usage_limits,
             Endpoint::ListModels => &c.list_models,
             Endpoint::Health => &c.health,
+            Endpoint::Mcp => &c.mcp,
             Endpoint::Unknown => &c.unknown,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -1008,6 +1061,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/getUsageLimits", get(usage_limits))
         .route("/ListAvailableModels", get(list_models))
         .route("/health", get(health))
+        .route("/mcp", post(mcp::handle))
         .fallback(not_found)
         // The sim applies its own size rule (`max_body_bytes`, answered like Kiro does).
         .layer(DefaultBodyLimit::disable())
@@ -1282,7 +1336,7 @@ async fn usage_limits(
         "daysUntilReset": days,
         "nextDateReset": reset_epoch,
         "subscriptionInfo": {
-            "subscriptionTitle": "KIRO FREE",
+            "subscriptionTitle": sim.fixed.tier.title(),
             "type": "Q_DEVELOPER_STANDALONE_FREE",
             "overageCapability": "OVERAGE_INCAPABLE",
             "upgradeCapability": "UPGRADE_CAPABLE",
@@ -1323,7 +1377,7 @@ async fn list_models(
         .iter()
         .copied()
         .chain(sim.fixed.extra_models.iter().map(String::as_str))
-        .filter(|id| !id.contains('_'))
+        .filter(|id| !id.contains('_') && sim.fixed.tier.lists(id))
         .map(|id| {
             json!({
                 "modelId": id,
@@ -1435,12 +1489,20 @@ enum Plan {
     Scenario(Scenario),
     /// Acknowledge the current message's tool results.
     ToolResultAck,
+    /// Call the declared `web_search` tool with the query the user asked for.
+    WebSearch,
+    /// Summarise the web search results in the current message's tool results.
+    SearchSummary,
 }
 
 impl Plan {
     fn choose(view: &RequestView<'_>, knobs: &Knobs, long_frames: usize) -> Plan {
         if let Some(s) = Scenario::find_marker(view.content, long_frames) {
             Plan::Scenario(s)
+        } else if websearch_model::query(view).is_some() {
+            Plan::WebSearch
+        } else if websearch_model::summary(view).is_some() {
+            Plan::SearchSummary
         } else if !view.tool_results.is_empty() {
             Plan::ToolResultAck
         } else {
@@ -1635,6 +1697,17 @@ impl<'s> Script<'s> {
                 self.text(&text);
                 return;
             }
+            Plan::WebSearch => {
+                let query = websearch_model::query(view).unwrap_or_default();
+                self.text("I'll search the web for that.");
+                self.tool(websearch_model::TOOL_NAME, &json!({"query": query}), 2);
+                return;
+            }
+            Plan::SearchSummary => {
+                let text = websearch_model::summary(view).unwrap_or_default();
+                self.text(&text);
+                return;
+            }
             Plan::Scenario(s) => s,
         };
         match scenario {
@@ -1716,9 +1789,9 @@ impl<'s> Script<'s> {
                 &json!({"tokenUsage": {
                     "uncachedInputTokens": input_tokens,
                     "outputTokens": output_tokens,
-                    "totalTokens": input_tokens + output_tokens,
-                    "cacheReadInputTokens": 0,
-                    "cacheWriteInputTokens": 0,
+                    "totalTokens": input_tokens + output_tokens + knobs.cache_tokens.0 + knobs.cache_tokens.1,
+                    "cacheReadInputTokens": knobs.cache_tokens.0,
+                    "cacheWriteInputTokens": knobs.cache_tokens.1,
                 }}),
             );
         }
@@ -2019,6 +2092,7 @@ impl SimUpstream {
             context_usage: opts.context_usage,
             metadata_event: opts.metadata_event,
             max_body_bytes: opts.max_body_bytes,
+            cache_tokens: opts.cache_tokens,
         };
         let shared = Arc::new(Shared {
             name: opts.name,
@@ -2032,6 +2106,7 @@ impl SimUpstream {
                 accept_any_token: opts.accept_any_token,
                 extra_models: opts.extra_models,
                 seed: opts.seed,
+                tier: opts.tier,
             },
             knobs: Mutex::new(knobs),
             faults: Mutex::new(Faults {
@@ -2043,6 +2118,7 @@ impl SimUpstream {
             counters: Counters::default(),
             last: Mutex::new(LastRequests::default()),
             last_rejection: Mutex::new(None),
+            mcp_failure: Mutex::new(None),
             power: watch::Sender::new(Power::default()),
             listening: watch::Sender::new(Some(0)),
         });
@@ -2181,6 +2257,16 @@ impl SimUpstream {
         lock(&self.shared.knobs).metadata_event = on;
     }
 
+    /// Make `/mcp` fail (see [`McpFailure`]); `None` answers with results again.
+    pub fn set_mcp_failure(&self, failure: Option<McpFailure>) {
+        *lock(&self.shared.mcp_failure) = failure;
+    }
+
+    /// `cacheReadInputTokens` and `cacheWriteInputTokens` of the `metadataEvent`.
+    pub fn set_cache_tokens(&self, read: u64, write: u64) {
+        lock(&self.shared.knobs).cache_tokens = (read, write);
+    }
+
     /// Bodies above this get `400 Input is too long.`.
     pub fn set_max_body_bytes(&self, max: usize) {
         lock(&self.shared.knobs).max_body_bytes = max;
@@ -2198,7 +2284,9 @@ impl SimUpstream {
             usage_limits: get(&c.usage_limits),
             list_models: get(&c.list_models),
             health: get(&c.health),
+            mcp: get(&c.mcp),
             unknown: get(&c.unknown),
+            searches: get(&c.searches),
             in_flight: get(&c.in_flight),
             streams_started: get(&c.streams_started),
             streams_completed: get(&c.streams_completed),

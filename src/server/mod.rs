@@ -3,8 +3,10 @@
 
 pub mod admin;
 pub mod messages;
+pub mod models;
 pub mod monitoring;
 pub mod runtime;
+pub mod websearch;
 
 pub use runtime::{Live, ReloadStatus, Runtime};
 
@@ -14,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -25,6 +27,8 @@ pub fn router(rt: Arc<Runtime>) -> Router {
     let api = Router::new()
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::one))
         .route_layer(middleware::from_fn_with_state(rt.clone(), require_api_key));
     Router::new()
         .merge(api)

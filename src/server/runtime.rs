@@ -43,6 +43,8 @@ pub struct Runtime {
     reload_lock: Mutex<()>,
     /// The published operator snapshot and what building it needs (see [`crate::snapshot`]).
     pub(crate) snapshot_hub: crate::snapshot::SnapshotHub,
+    /// The accounts' models for `/v1/models` (cached `ListAvailableModels`).
+    pub models: crate::providers::codewhisperer::model_list::ModelCatalog,
 }
 
 impl Runtime {
@@ -61,6 +63,7 @@ impl Runtime {
             requests_total: AtomicU64::new(0),
             reload_lock: Mutex::new(()),
             snapshot_hub: crate::snapshot::SnapshotHub::default(),
+            models: Default::default(),
         })
     }
 
