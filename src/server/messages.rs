@@ -159,8 +159,7 @@ pub async fn messages(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
         return route.respond(response);
     }
     let converted =
-        match convert(&req, &ConvertOptions { model_id: model_id.as_deref(), ..ConvertOptions::default() })
-        {
+        match convert(&req, &ConvertOptions { model_id: model_id.as_deref(), ..ConvertOptions::default() }) {
             Ok(c) => c,
             Err(e) => return route.respond(e.into_response()),
         };

@@ -45,7 +45,9 @@ pub async fn list(State(rt): State<Arc<Runtime>>, Query(query): Query<ListQuery>
     let limit = match query.limit.as_deref().map(str::parse::<usize>) {
         None => 20,
         Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        Some(_) => return ApiError::invalid_request("limit: must be an integer from 1 to 1000").into_response(),
+        Some(_) => {
+            return ApiError::invalid_request("limit: must be an integer from 1 to 1000").into_response();
+        }
     };
     let models = match catalog(&rt).await {
         Ok(m) => m,
@@ -64,7 +66,8 @@ pub async fn list(State(rt): State<Arc<Runtime>>, Query(query): Query<ListQuery>
         (None, None) => (0, limit.min(models.len())),
     };
     let page = &models[start..end];
-    let has_more = if query.before_id.is_some() && query.after_id.is_none() { start > 0 } else { end < models.len() };
+    let has_more =
+        if query.before_id.is_some() && query.after_id.is_none() { start > 0 } else { end < models.len() };
     axum::Json(json!({
         "data": page.iter().map(model_json).collect::<Vec<_>>(),
         "has_more": has_more,
@@ -82,7 +85,9 @@ pub async fn one(State(rt): State<Arc<Runtime>>, Path(id): Path<String>) -> Resp
     };
     match models.iter().find(|m| m.id == id || m.kiro_id == id) {
         Some(m) => axum::Json(model_json(m)).into_response(),
-        None => ApiError::new(ErrorKind::NotFoundError, format!("model: {id} is not available on any account"))
-            .into_response(),
+        None => {
+            ApiError::new(ErrorKind::NotFoundError, format!("model: {id} is not available on any account"))
+                .into_response()
+        }
     }
 }

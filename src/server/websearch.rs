@@ -59,7 +59,11 @@ enum AttemptError {
 impl From<UpstreamError> for AttemptError {
     fn from(e: UpstreamError) -> Self {
         if e.is_provider_fault() {
-            AttemptError::Provider { kind: failure_kind(&e), message: e.message.clone(), error: e.to_api_error() }
+            AttemptError::Provider {
+                kind: failure_kind(&e),
+                message: e.message.clone(),
+                error: e.to_api_error(),
+            }
         } else {
             AttemptError::Request(e.to_api_error())
         }
@@ -69,7 +73,9 @@ impl From<UpstreamError> for AttemptError {
 impl From<McpError> for AttemptError {
     fn from(e: McpError) -> Self {
         match e {
-            McpError::Upstream(u) if !u.is_provider_fault() => AttemptError::Request(McpError::Upstream(u).to_api_error()),
+            McpError::Upstream(u) if !u.is_provider_fault() => {
+                AttemptError::Request(McpError::Upstream(u).to_api_error())
+            }
             McpError::Upstream(u) => AttemptError::Provider {
                 kind: failure_kind(&u),
                 message: format!("web search failed: {}", u.message),
@@ -102,8 +108,11 @@ pub(super) async fn handle(
     drop(req);
 
     let category = route.category.as_str();
-    let max_attempts =
-        if rt.balancer.rule_failover(category) { rt.balancer.rule_provider_count(category).max(1) } else { 1 };
+    let max_attempts = if rt.balancer.rule_failover(category) {
+        rt.balancer.rule_provider_count(category).max(1)
+    } else {
+        1
+    };
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<ApiError> = None;
     while route.attempts < max_attempts {
@@ -248,7 +257,8 @@ impl Job {
             let mut client_calls = Vec::new();
             for (id, name, input) in &round.tools {
                 let name = restored(name);
-                let input: serde_json::Value = serde_json::from_str(input).unwrap_or_else(|_| serde_json::json!({}));
+                let input: serde_json::Value =
+                    serde_json::from_str(input).unwrap_or_else(|_| serde_json::json!({}));
                 if name == TOOL_NAME {
                     let query = input.get("query").and_then(|q| q.as_str()).unwrap_or("").to_owned();
                     searches.push(SearchCall::new(id.clone(), query));
@@ -260,7 +270,8 @@ impl Job {
                 for (id, name, input) in client_calls.iter().cloned() {
                     self.answer.tool_use(&id, &name, input);
                 }
-                let stop = round.stop.unwrap_or(if client_calls.is_empty() { Stop::EndTurn } else { Stop::ToolUse });
+                let stop =
+                    round.stop.unwrap_or(if client_calls.is_empty() { Stop::EndTurn } else { Stop::ToolUse });
                 return Ok(self.finished(stop, send));
             }
             let mut done = Vec::with_capacity(searches.len());
@@ -295,8 +306,9 @@ impl Job {
                 }
                 return Ok(self.finished(Stop::ToolUse, send));
             }
-            // One round more than searches allowed: the model gets to answer after the last one.
-            if self.rounds > self.max_uses {
+            // Rounds beyond `max_uses` + 1 (the model answers after the last search; one more to
+            // read the "limit reached" result): stop with what there is.
+            if self.rounds > self.max_uses + 1 {
                 return Ok(self.finished(Stop::PauseTurn, send));
             }
             append_round(&mut self.request, &round.text, &done);
@@ -329,7 +341,12 @@ impl Job {
     }
 
     /// A failure after the answer started.
-    fn failed(&mut self, err: ApiError, kind: FailureKind, send: &mut (dyn FnMut(Bytes) -> bool + Send)) -> ApiError {
+    fn failed(
+        &mut self,
+        err: ApiError,
+        kind: FailureKind,
+        send: &mut (dyn FnMut(Bytes) -> bool + Send),
+    ) -> ApiError {
         tracing::warn!(provider = %self.client.id(), "web search answer failed: {}", err.message);
         self.answer.fail(&err);
         self.flush(send);
@@ -394,11 +411,17 @@ impl Job {
                     if kind == "ContentLengthExceededException" {
                         round.stop = Some(Stop::MaxTokens);
                     } else {
-                        return Err(ApiError::new(ErrorKind::ApiError, format!("upstream {kind}: {message}")));
+                        return Err(ApiError::new(
+                            ErrorKind::ApiError,
+                            format!("upstream {kind}: {message}"),
+                        ));
                     }
                 }
                 KiroEvent::Error { code, message } => {
-                    return Err(ApiError::new(ErrorKind::ApiError, format!("upstream error {code}: {message}")));
+                    return Err(ApiError::new(
+                        ErrorKind::ApiError,
+                        format!("upstream error {code}: {message}"),
+                    ));
                 }
                 KiroEvent::InvalidState { reason, message } => {
                     return Err(ApiError::new(
@@ -424,9 +447,12 @@ impl Job {
         if round.context.is_some_and(|p| p >= 100.0) {
             round.stop = Some(Stop::ModelContextWindowExceeded);
         }
-        let window = context_window(&self.model_id.clone().unwrap_or_else(|| {
-            crate::providers::codewhisperer::models::map_model(&self.request.model)
-        }));
+        let window = context_window(
+            &self
+                .model_id
+                .clone()
+                .unwrap_or_else(|| crate::providers::codewhisperer::models::map_model(&self.request.model)),
+        );
         let (input, output, cache_read, cache_write) = match round.usage {
             Some((i, o, r, w)) if i > 0 || o > 0 => (i, o, r, w),
             _ => {

@@ -86,7 +86,9 @@ pub fn summary(view: &RequestView<'_>) -> Option<String> {
     if declares_search(view) && next_query(view).is_some() {
         return None;
     }
-    if let Some(text) = view.tool_results.iter().map(|(_, t)| t.as_str()).find(|t| t.starts_with(RESULTS_HEADER)) {
+    if let Some(text) =
+        view.tool_results.iter().map(|(_, t)| t.as_str()).find(|t| t.starts_with(RESULTS_HEADER))
+    {
         let mut found = Vec::new();
         let mut title = None;
         for line in text.lines() {

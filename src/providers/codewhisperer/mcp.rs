@@ -56,9 +56,8 @@ impl McpError {
 /// The JSON-RPC request id the Kiro IDE uses: `web_search_tooluse_<22 alnum>_<epoch ms>_<8 alnum>`.
 pub fn request_id() -> String {
     let mut rng = rand::rng();
-    let mut alnum = |n: usize| -> String {
-        (0..n).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect()
-    };
+    let mut alnum =
+        |n: usize| -> String { (0..n).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect() };
     let first = alnum(22);
     let last = alnum(8);
     format!("web_search_tooluse_{first}_{}_{last}", chrono::Utc::now().timestamp_millis())
@@ -159,7 +158,8 @@ pub fn parse_answer(body: &str) -> Result<Vec<SearchHit>, McpError> {
 /// Run one search on the account behind `client`.
 pub async fn web_search(client: &CodeWhispererClient, query: &str) -> Result<Vec<SearchHit>, McpError> {
     let body = request_body(&request_id(), query);
-    let answer = client.call_json(JsonCall::Post { path: "/mcp", body: &body }).await.map_err(McpError::Upstream)?;
+    let answer =
+        client.call_json(JsonCall::Post { path: "/mcp", body: &body }).await.map_err(McpError::Upstream)?;
     parse_answer(&answer)
 }
 
@@ -191,7 +191,8 @@ mod tests {
         assert_eq!(hits.len(), 2);
         assert_eq!(hits[0].published_ms, Some(1_768_435_200_000));
         assert_eq!(hits[1].title, "https://b.invalid");
-        let err = parse_answer(r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32603,"message":"down"}}"#).unwrap_err();
+        let err = parse_answer(r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32603,"message":"down"}}"#)
+            .unwrap_err();
         assert_eq!(err, McpError::Rpc { code: -32603, message: "down".into() });
         assert_eq!(err.to_api_error().status.as_u16(), 502);
         let err = parse_answer(
@@ -200,6 +201,11 @@ mod tests {
         .unwrap_err();
         assert_eq!(err, McpError::Tool("quota".into()));
         assert!(matches!(parse_answer("<html>"), Err(McpError::BadAnswer(_))));
-        assert!(matches!(parse_answer(r#"{"jsonrpc":"2.0","id":"x","result":{"content":[{"type":"text","text":"nope"}]}}"#), Err(McpError::BadAnswer(_))));
+        assert!(matches!(
+            parse_answer(
+                r#"{"jsonrpc":"2.0","id":"x","result":{"content":[{"type":"text","text":"nope"}]}}"#
+            ),
+            Err(McpError::BadAnswer(_))
+        ));
     }
 }

@@ -71,7 +71,10 @@ pub async fn list_models(client: &CodeWhispererClient) -> Result<Vec<KiroModel>,
         }
         let body = client.call_json(JsonCall::Get { path: "/ListAvailableModels", query: &query }).await?;
         let page: Page = serde_json::from_str(&body).map_err(|e| {
-            UpstreamError::new(UpstreamErrorKind::Protocol, format!("ListAvailableModels answer not understood: {e}"))
+            UpstreamError::new(
+                UpstreamErrorKind::Protocol,
+                format!("ListAvailableModels answer not understood: {e}"),
+            )
         })?;
         models.extend(page.models);
         match page.next_token.filter(|t| !t.is_empty()) {
@@ -232,9 +235,9 @@ impl ModelCatalog {
         if let Some(models) = self.fresh() {
             return Ok(models);
         }
-        let results = futures_util::future::join_all(clients.iter().map(|(id, client)| async move {
-            (id.clone(), list_models(client).await)
-        }))
+        let results = futures_util::future::join_all(
+            clients.iter().map(|(id, client)| async move { (id.clone(), list_models(client).await) }),
+        )
         .await;
         let mut lists = Vec::new();
         let mut last_error = None;
@@ -298,7 +301,10 @@ mod tests {
         let b = vec![model("claude-opus-4.6"), model("claude-sonnet-4.5"), model("claude-opus-4.8")];
         let merged = merge(&[("free".into(), a), ("pro".into(), b)]);
         let ids: Vec<&str> = merged.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(ids, ["claude-opus-4-8", "claude-opus-4-6", "claude-sonnet-4-5", "claude-haiku-4-5", "glm-5"]);
+        assert_eq!(
+            ids,
+            ["claude-opus-4-8", "claude-opus-4-6", "claude-sonnet-4-5", "claude-haiku-4-5", "glm-5"]
+        );
         let sonnet = merged.iter().find(|m| m.id == "claude-sonnet-4-5").unwrap();
         assert_eq!(sonnet.providers, ["free", "pro"]);
         assert_eq!(sonnet.display_name, "Claude Sonnet 4.5");

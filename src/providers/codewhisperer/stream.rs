@@ -582,13 +582,14 @@ impl Translator {
 
     fn usage(&self) -> Usage {
         let (meta_in, meta_out, cache_read, cache_write) = self.metadata.unwrap_or_default();
-        let (input_tokens, input_source) = if self.metadata.is_some() && (meta_in > 0 || cache_read + cache_write > 0) {
-            (meta_in, UsageSource::Metadata)
-        } else if let Some(p) = self.context_percentage.filter(|p| p.is_finite() && *p > 0.0) {
-            ((p * self.opts.context_window as f64 / 100.0).round() as u64, UsageSource::ContextUsage)
-        } else {
-            (self.opts.input_tokens, UsageSource::Estimate)
-        };
+        let (input_tokens, input_source) =
+            if self.metadata.is_some() && (meta_in > 0 || cache_read + cache_write > 0) {
+                (meta_in, UsageSource::Metadata)
+            } else if let Some(p) = self.context_percentage.filter(|p| p.is_finite() && *p > 0.0) {
+                ((p * self.opts.context_window as f64 / 100.0).round() as u64, UsageSource::ContextUsage)
+            } else {
+                (self.opts.input_tokens, UsageSource::Estimate)
+            };
         let (output_tokens, output_from_metadata) =
             if meta_out > 0 { (meta_out, true) } else { (self.output_chars.tokens().max(1), false) };
         Usage { input_tokens, output_tokens, cache_read, cache_write, input_source, output_from_metadata }
@@ -1612,7 +1613,10 @@ mod tests {
             let script = vec![text("Hi"), KiroEvent::StopReason(kiro.into())];
             assert_eq!(aggregate(opts(), script.clone())["stop_reason"], anthropic, "{kiro}");
             let (events, _) = run_sse(opts(), script);
-            assert!(summary(&events).iter().any(|l| l.contains(&format!("message_delta {anthropic}"))), "{kiro}");
+            assert!(
+                summary(&events).iter().any(|l| l.contains(&format!("message_delta {anthropic}"))),
+                "{kiro}"
+            );
         }
     }
 

@@ -50,10 +50,7 @@ pub struct SearchTool {
 
 /// The request's `web_search_*` server tool.
 pub fn search_tool(req: &MessagesRequest) -> Option<SearchTool> {
-    let tool = req
-        .tools
-        .iter()
-        .find(|t| t.kind.as_deref().is_some_and(|k| k.starts_with("web_search")))?;
+    let tool = req.tools.iter().find(|t| t.kind.as_deref().is_some_and(|k| k.starts_with("web_search")))?;
     Some(SearchTool { max_uses: tool.max_uses.unwrap_or(DEFAULT_MAX_USES) })
 }
 
@@ -208,7 +205,11 @@ pub fn history_text(block: &ContentBlock) -> Option<String> {
                     Some(format!("- {title} ({url})"))
                 })
                 .collect();
-            Some(if lines.is_empty() { "[web search returned no results]".to_owned() } else { lines.join("\n") })
+            Some(if lines.is_empty() {
+                "[web search returned no results]".to_owned()
+            } else {
+                lines.join("\n")
+            })
         }
         _ => None,
     }
@@ -479,20 +480,35 @@ mod tests {
     #[test]
     fn rounds_become_tool_turns_the_model_can_read() {
         let mut req = model_request(&claude_code_search(json!({"type": "auto"})));
-        let hit = SearchHit { title: "T".into(), url: "https://a.invalid".into(), snippet: "S".into(), published_ms: Some(1_768_435_200_000) };
+        let hit = SearchHit {
+            title: "T".into(),
+            url: "https://a.invalid".into(),
+            snippet: "S".into(),
+            published_ms: Some(1_768_435_200_000),
+        };
         let call = SearchCall::new("tooluse_1", "q");
         append_round(&mut req, "", &[(call, SearchOutcome::Hits(vec![hit]))]);
         assert_eq!(req.messages.len(), 3);
-        let ContentBlock::ToolResult { content: Some(Content::Blocks(b)), is_error: false, .. } = &req.messages[2].content.blocks()[0] else {
+        let ContentBlock::ToolResult { content: Some(Content::Blocks(b)), is_error: false, .. } =
+            &req.messages[2].content.blocks()[0]
+        else {
             panic!("{:?}", req.messages[2]);
         };
         let ToolResultBlock::Text { text } = &b[0] else { panic!() };
-        assert_eq!(text, "Web search results for query: \"q\"\n\n1. T\n   URL: https://a.invalid\n   Published: January 15, 2026\n   S\n");
+        assert_eq!(
+            text,
+            "Web search results for query: \"q\"\n\n1. T\n   URL: https://a.invalid\n   Published: January 15, 2026\n   S\n"
+        );
     }
 
     #[test]
     fn streaming_and_json_answers_carry_the_same_blocks() {
-        let hit = SearchHit { title: "T".into(), url: "https://a.invalid".into(), snippet: "S".into(), published_ms: None };
+        let hit = SearchHit {
+            title: "T".into(),
+            url: "https://a.invalid".into(),
+            snippet: "S".into(),
+            published_ms: None,
+        };
         let call = SearchCall::new("tooluse_1", "q");
         let totals = Totals { input_tokens: 10, output_tokens: 5, searches: 1, ..Totals::default() };
         let play = |answer: &mut Answer| {
@@ -505,7 +521,8 @@ mod tests {
         };
         let mut json_answer = Answer::new(false, "msg_1".into(), "m".into());
         let message = play(&mut json_answer).unwrap();
-        let types: Vec<&str> = message["content"].as_array().unwrap().iter().map(|b| b["type"].as_str().unwrap()).collect();
+        let types: Vec<&str> =
+            message["content"].as_array().unwrap().iter().map(|b| b["type"].as_str().unwrap()).collect();
         assert_eq!(types, ["text", "server_tool_use", "web_search_tool_result", "text"]);
         assert_eq!(message["usage"]["server_tool_use"]["web_search_requests"], 1);
         assert_eq!(message["content"][2]["tool_use_id"], message["content"][1]["id"]);
@@ -514,9 +531,24 @@ mod tests {
         assert!(play(&mut sse_answer).is_none());
         let events = parse_events(std::str::from_utf8(&sse_answer.out).unwrap());
         let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
-        assert_eq!(names, ["message_start", "content_block_start", "content_block_delta", "content_block_stop",
-            "content_block_start", "content_block_stop", "content_block_start", "content_block_stop",
-            "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]);
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
         let result: Value = serde_json::from_str(&events[6].1).unwrap();
         assert_eq!(result["index"], 2);
         assert_eq!(result["content_block"]["content"][0]["encrypted_content"], "S");

@@ -2,8 +2,11 @@
 //! `ListAvailableModels`. Same bearer token, IDE headers and one-refresh-on-rejection rule as the
 //! chat call; the whole call (answer included) must finish within the provider's first-byte timeout.
 
-use super::{CodeWhispererClient, UpstreamError, UpstreamErrorKind, classify_status, is_bearer_invalid, retry_after, transport_error};
 use super::super::token::Credential;
+use super::{
+    CodeWhispererClient, UpstreamError, UpstreamErrorKind, classify_status, is_bearer_invalid, retry_after,
+    transport_error,
+};
 use std::time::Instant;
 
 /// One JSON request to the account's Q service.
