@@ -387,9 +387,9 @@ pub struct SimOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SimTier {
     /// `KIRO FREE`: no Opus models (removed from the free tier in January 2026).
-    #[default]
     Free,
-    /// `KIRO PRO`: every model.
+    /// `KIRO PRO`: every model (the default).
+    #[default]
     Pro,
     /// `KIRO PRO+`: every model.
     ProPlus,
@@ -432,7 +432,7 @@ impl Default for SimOptions {
             enforce_usage_limit: false,
             accept_any_token: false,
             extra_models: Vec::new(),
-            tier: SimTier::Free,
+            tier: SimTier::Pro,
             cache_tokens: (0, 0),
         }
     }
@@ -3126,7 +3126,7 @@ mod tests {
         assert_eq!(client.get(&url).send().await.expect("sent").status(), 403, "bearer required");
         let usage: Value =
             client.get(&url).bearer_auth(&token).send().await.expect("sent").json().await.expect("json");
-        assert_eq!(usage["subscriptionInfo"]["subscriptionTitle"], "KIRO FREE");
+        assert_eq!(usage["subscriptionInfo"]["subscriptionTitle"], "KIRO PRO");
         let entry = &usage["usageBreakdownList"][0];
         assert_eq!(entry["resourceType"], "AGENTIC_REQUEST");
         assert_eq!(entry["currentUsage"], 2);
