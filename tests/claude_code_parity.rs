@@ -370,7 +370,8 @@ async fn v1_models_lists_the_accounts_models_in_anthropic_form_and_maps_them_bac
     h.shutdown().await;
 
     // A free account alone lists no Opus.
-    let free_tier = |i: usize| SimOptions { tier: SimTier::Free, ..SimOptions::named(format!("upstream-{i}")) };
+    let free_tier =
+        |i: usize| SimOptions { tier: SimTier::Free, ..SimOptions::named(format!("upstream-{i}")) };
     let free = start_with(1, free_tier, |ups, dir| single_config_for(&ups[0], dir)).await;
     let r = free.http.get(free.url("/v1/models?limit=1000")).send().await.unwrap();
     let list: Value = r.json().await.unwrap();

@@ -1700,7 +1700,8 @@ impl<'s> Script<'s> {
             Plan::WebSearch => {
                 let query = websearch_model::query(view).unwrap_or_default();
                 self.text("I'll search the web for that.");
-                self.tool(websearch_model::TOOL_NAME, &json!({"query": query}), 2);
+                let tool = websearch_model::tool_name(view).unwrap_or(websearch_model::TOOL_NAME);
+                self.tool(tool, &json!({"query": query}), 2);
                 return;
             }
             Plan::SearchSummary => {

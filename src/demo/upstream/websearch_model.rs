@@ -2,8 +2,9 @@
 //! Anthropic's web search server tool over Kiro, protocol notes §7.5).
 //!
 //! - Asked to search (`Perform a web search for the query: <q>`, Claude Code's WebSearch
-//!   sub-request, or any message containing "search" when the tool is declared), it says so and
-//!   calls `web_search` with the query.
+//!   sub-request, "search the web for <q>" / "search for <q>", or when ccr's `web_search` tool is
+//!   declared any message containing "search"), it says so and calls `web_search` with the
+//!   query, or Claude Code's own `WebSearch` tool when that is the one declared (main conversation).
 //! - Given search results as a tool result (they start with
 //!   [`RESULTS_HEADER`](crate::providers::codewhisperer::websearch::RESULTS_HEADER)), it writes a
 //!   summary naming every result title and URL. A query carrying `[sim:searches:N]` makes it
@@ -17,6 +18,10 @@ use crate::providers::codewhisperer::websearch::RESULTS_HEADER;
 /// The tool name ccr declares for web search.
 pub const TOOL_NAME: &str = "web_search";
 
+/// Claude Code's own (client) WebSearch tool: the main conversation calls it, and Claude Code
+/// then sends the sub-request with the server tool.
+pub const CLAUDE_CODE_TOOL: &str = "WebSearch";
+
 /// The prefix of Claude Code's WebSearch sub-request.
 const CLAUDE_CODE_PREFIX: &str = "Perform a web search for the query:";
 
@@ -24,11 +29,20 @@ fn declares_search(view: &RequestView<'_>) -> bool {
     view.tools.iter().any(|(name, _)| *name == TOOL_NAME)
 }
 
+/// The search tool to call: `web_search` (ccr's rounds) or Claude Code's `WebSearch`.
+pub fn tool_name(view: &RequestView<'_>) -> Option<&'static str> {
+    if declares_search(view) {
+        Some(TOOL_NAME)
+    } else if view.tools.iter().any(|(name, _)| *name == CLAUDE_CODE_TOOL) {
+        Some(CLAUDE_CODE_TOOL)
+    } else {
+        None
+    }
+}
+
 /// The query the model searches for first, when it should search.
 pub fn query(view: &RequestView<'_>) -> Option<String> {
-    if !declares_search(view) {
-        return None;
-    }
+    tool_name(view)?;
     if let Some(next) = next_query(view) {
         return Some(next);
     }
@@ -40,7 +54,17 @@ pub fn query(view: &RequestView<'_>) -> Option<String> {
         let rest = content[at + CLAUDE_CODE_PREFIX.len()..].lines().next().unwrap_or("").trim();
         return (!rest.is_empty()).then(|| rest.to_owned());
     }
-    if content.to_ascii_lowercase().contains("search") {
+    let lower = content.to_ascii_lowercase();
+    for phrase in ["search the web for", "search for"] {
+        if let Some(at) = lower.rfind(phrase) {
+            let rest = content[at + phrase.len()..].lines().next().unwrap_or("").trim();
+            let rest = rest.trim_end_matches(['.', '?', '!']).trim();
+            if !rest.is_empty() {
+                return Some(rest.to_owned());
+            }
+        }
+    }
+    if declares_search(view) && lower.contains("search") {
         let line = content.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
         return (!line.is_empty()).then(|| line.to_owned());
     }
@@ -90,6 +114,18 @@ pub fn summary(view: &RequestView<'_>) -> Option<String> {
         view.tool_results.iter().map(|(_, t)| t.as_str()).find(|t| t.starts_with(RESULTS_HEADER))
     {
         let mut found = Vec::new();
+        // Claude Code's WebSearch tool result: `Links: [{"title":…,"url":…},…]`.
+        for line in text.lines() {
+            if let Some(links) = line.trim().strip_prefix("Links: ")
+                && let Ok(serde_json::Value::Array(items)) = serde_json::from_str(links)
+            {
+                for item in items {
+                    if let (Some(t), Some(u)) = (item["title"].as_str(), item["url"].as_str()) {
+                        found.push(format!("{t} ({u})"));
+                    }
+                }
+            }
+        }
         let mut title = None;
         for line in text.lines() {
             let line = line.trim();
