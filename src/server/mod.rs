@@ -5,10 +5,9 @@ pub mod admin;
 pub mod messages;
 pub mod models;
 pub mod monitoring;
-pub mod runtime;
 pub mod websearch;
 
-pub use runtime::{Live, ReloadStatus, Runtime};
+use crate::runtime::Runtime;
 
 use crate::anthropic::{ApiError, ErrorKind};
 use axum::Router;

@@ -5,9 +5,9 @@
 //! "last_id"}`, newest first, paginated with `limit` (default 20, 1–1000), `after_id` and
 //! `before_id` like Anthropic's. An unknown id is a 404 `not_found_error`.
 
-use super::runtime::Runtime;
 use crate::anthropic::{ApiError, ErrorKind};
 use crate::providers::codewhisperer::model_list::{CREATED_AT, CatalogModel};
+use crate::runtime::Runtime;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;

@@ -10,7 +10,6 @@
 //! sent when the round ends.
 
 use super::messages::{PING_INTERVAL, Route, failure_kind, log_failure, select_error};
-use super::runtime::{Live, Runtime};
 use crate::anthropic::types::MessagesRequest;
 use crate::anthropic::{ApiError, ErrorKind};
 use crate::balancer::{FailureKind, Lease};
@@ -24,6 +23,7 @@ use crate::providers::codewhisperer::websearch::{
     Answer, SearchCall, SearchOutcome, Stop, TOOL_NAME, Totals, append_round, direct_query, model_request,
     search_tool,
 };
+use crate::runtime::{Live, Runtime};
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
