@@ -13,7 +13,9 @@
 //! The [`McpFailure`] knob makes the endpoint fail on purpose; the chat faults that apply to the
 //! JSON endpoints (`Status500`, `Throttle429`, `Forbidden403`, `Hang`) apply here too.
 
-use super::{Cut, Endpoint, Shared, add_request_id, bearer_invalid, cut_response, lock};
+use super::errors::{add_request_id, aws_error, bearer_invalid, cut_response};
+use super::options::{Endpoint, ErrorKind};
+use super::state::{Cut, Shared, lock};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -90,7 +92,7 @@ pub(super) async fn handle(
         return bearer_invalid();
     }
     match sim.take_fault(Endpoint::Mcp, &knobs) {
-        Some(super::ErrorKind::Hang) => {
+        Some(ErrorKind::Hang) => {
             sim.hang(epoch).await;
             return cut_response();
         }
@@ -130,7 +132,7 @@ pub(super) async fn handle(
             return rpc_error(&id, -32603, "Internal error: the search backend is unavailable");
         }
         Some(McpFailure::Status500) => {
-            return super::aws_error(
+            return aws_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalServerException",
                 json!({"message": "Encountered unexpectedly high load when processing the request, please try again."}),

@@ -12,7 +12,7 @@
 //!   check `max_uses`.
 //! - Given an error result, it says the search could not be completed.
 
-use super::RequestView;
+use super::chat::RequestView;
 use crate::providers::codewhisperer::websearch::RESULTS_HEADER;
 
 /// The tool name ccr declares for web search.
