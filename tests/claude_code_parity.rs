@@ -4,10 +4,10 @@
 
 mod common;
 
+use ccr::demo::pool::{Account, SimPool};
 use ccr::demo::upstream::{Endpoint, McpFailure, RESULTS_PER_QUERY, SimOptions, SimTier};
 use common::*;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 /// Claude Code's WebSearch sub-request: `v197` forces the tool, `v332` leaves `tool_choice` auto.
 fn search_request(cli: &str, query: &str, stream: bool) -> Value {
@@ -116,7 +116,7 @@ fn assert_search_answer(body: &str, stream: bool, query: &str) {
 
 #[tokio::test]
 async fn claude_code_web_search_sub_requests_get_real_results_streaming_and_json() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     for (cli, stream) in [("v197", true), ("v197", false), ("v332", true), ("v332", false)] {
         let (status, headers, body) = h.call(&search_request(cli, "weather in Paris today", stream)).await;
         assert_eq!(status, 200, "{cli} {stream}: {body}");
@@ -148,7 +148,7 @@ async fn claude_code_web_search_sub_requests_get_real_results_streaming_and_json
 
 #[tokio::test]
 async fn the_model_drives_searches_up_to_max_uses() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     for stream in [true, false] {
         let before = h.upstreams[0].stats().searches;
         let body = json!({
@@ -190,7 +190,7 @@ async fn the_model_drives_searches_up_to_max_uses() {
 
 #[tokio::test]
 async fn an_mcp_failure_is_an_anthropic_error_and_fails_over_before_the_first_byte() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     for (failure, stream, needle) in [
         (McpFailure::RpcError, true, "MCP error -32603"),
         (McpFailure::ToolError, false, "rate limit of the search backend"),
@@ -212,7 +212,7 @@ async fn an_mcp_failure_is_an_anthropic_error_and_fails_over_before_the_first_by
     h.shutdown().await;
 
     // Two accounts: the search rule's first account fails its search, the second answers.
-    let h = start(2, seed_config_for).await;
+    let h = start(seed_pool()).await;
     h.upstreams[1].set_mcp_failure(Some(McpFailure::RpcError));
     h.upstreams[0].set_mcp_failure(Some(McpFailure::RpcError));
     let (status, _, _) = h.call(&search_request("v197", "q", false)).await;
@@ -233,7 +233,7 @@ async fn an_mcp_failure_is_an_anthropic_error_and_fails_over_before_the_first_by
 
 #[tokio::test]
 async fn web_search_next_to_client_tools_keeps_the_client_tools() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     for stream in [true, false] {
         let body = json!({
             "model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": stream,
@@ -272,7 +272,7 @@ async fn web_search_next_to_client_tools_keeps_the_client_tools() {
 
 #[tokio::test]
 async fn earlier_search_blocks_in_history_reach_kiro_as_text() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let body = json!({
         "model": "claude-sonnet-4-5", "max_tokens": 1024,
         "messages": [
@@ -297,12 +297,11 @@ async fn earlier_search_blocks_in_history_reach_kiro_as_text() {
 
 #[tokio::test]
 async fn v1_models_lists_the_accounts_models_in_anthropic_form_and_maps_them_back() {
-    let options = |i: usize| SimOptions {
-        chunk_delay: Duration::ZERO,
-        tier: if i == 0 { SimTier::Free } else { SimTier::Pro },
-        ..SimOptions::named(format!("upstream-{i}"))
-    };
-    let h = start_with(2, options, seed_config_for).await;
+    let pool = SimPool::seed()
+        .provider_defaults(json!({"firstByteTimeout": 5000, "idleTimeout": 5000}))
+        .account("codewhisperer-primary", Account::new().sim(SimOptions { tier: SimTier::Free, ..sim(0) }))
+        .account("codewhisperer-secondary", Account::new().sim(SimOptions { tier: SimTier::Pro, ..sim(1) }));
+    let h = start(pool).await;
     let get = |path: &str| {
         let url = h.url(path);
         let http = h.http.clone();
@@ -346,7 +345,7 @@ async fn v1_models_lists_the_accounts_models_in_anthropic_form_and_maps_them_bac
     assert!(listed.query.as_deref().unwrap().contains("origin=AI_EDITOR"));
 
     // Every listed id sent back as a model reaches Kiro as exactly the id it came from.
-    let single = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let single = start(solo_pool()).await;
     let (_, list) = {
         let r = single.http.get(single.url("/v1/models?limit=1000")).send().await.unwrap();
         (r.status(), r.json::<Value>().await.unwrap())
@@ -370,9 +369,7 @@ async fn v1_models_lists_the_accounts_models_in_anthropic_form_and_maps_them_bac
     h.shutdown().await;
 
     // A free account alone lists no Opus.
-    let free_tier =
-        |i: usize| SimOptions { tier: SimTier::Free, ..SimOptions::named(format!("upstream-{i}")) };
-    let free = start_with(1, free_tier, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let free = start(solo_pool_with(SimOptions { tier: SimTier::Free, ..sim(0) })).await;
     let r = free.http.get(free.url("/v1/models?limit=1000")).send().await.unwrap();
     let list: Value = r.json().await.unwrap();
     assert!(!list["data"].to_string().contains("opus"), "{list}");
@@ -381,7 +378,7 @@ async fn v1_models_lists_the_accounts_models_in_anthropic_form_and_maps_them_bac
 
 #[tokio::test]
 async fn usage_comes_from_metadata_event_with_cache_tokens() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     h.upstreams[0].set_metadata_event(true);
     h.upstreams[0].set_cache_tokens(1000, 50);
     let (status, _, body) = h.call(&main_turn("say hello", false)).await;
@@ -406,7 +403,7 @@ async fn usage_comes_from_metadata_event_with_cache_tokens() {
 
 #[tokio::test]
 async fn newer_request_shapes_are_accepted_and_what_kiro_rejects_never_reaches_it() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let body = json!({
         "model": "claude-opus-4-6[1m]",
         "max_tokens": 32000,
@@ -473,7 +470,7 @@ async fn newer_request_shapes_are_accepted_and_what_kiro_rejects_never_reaches_i
 
 #[tokio::test]
 async fn a_tool_result_image_reaches_kiro_as_an_image() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let png =
         "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
     let mut body = main_turn("what is in the screenshot?", false);
@@ -497,7 +494,7 @@ async fn a_tool_result_image_reaches_kiro_as_an_image() {
 
 #[tokio::test]
 async fn requests_carry_the_kiro_ide_identity_fields() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let mut seen = Vec::new();
     for text in ["first", "second"] {
         let (status, _, body) = h.call(&main_turn(text, false)).await;
