@@ -155,12 +155,14 @@ fn sort_key(id: &str) -> (u8, Vec<std::cmp::Reverse<u32>>, String) {
     } else {
         3
     };
-    let numbers = id
+    // Versions compared with missing parts as 0, so `4` sorts after `4-6` (4.0 < 4.6).
+    let mut numbers: Vec<std::cmp::Reverse<u32>> = id
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty() && s.len() <= 2)
         .filter_map(|s| s.parse().ok())
         .map(std::cmp::Reverse)
         .collect();
+    numbers.resize(numbers.len().max(3), std::cmp::Reverse(0));
     (family, numbers, id.to_owned())
 }
 
@@ -298,12 +300,24 @@ mod tests {
     #[test]
     fn merge_unions_sorts_and_skips_auto() {
         let a = vec![model("auto"), model("claude-haiku-4.5"), model("claude-sonnet-4.5"), model("glm-5")];
-        let b = vec![model("claude-opus-4.6"), model("claude-sonnet-4.5"), model("claude-opus-4.8")];
+        let b = vec![
+            model("claude-opus-4.6"),
+            model("claude-sonnet-4.5"),
+            model("claude-opus-4.8"),
+            model("claude-sonnet-4"),
+        ];
         let merged = merge(&[("free".into(), a), ("pro".into(), b)]);
         let ids: Vec<&str> = merged.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["claude-opus-4-8", "claude-opus-4-6", "claude-sonnet-4-5", "claude-haiku-4-5", "glm-5"]
+            [
+                "claude-opus-4-8",
+                "claude-opus-4-6",
+                "claude-sonnet-4-5",
+                "claude-sonnet-4",
+                "claude-haiku-4-5",
+                "glm-5"
+            ]
         );
         let sonnet = merged.iter().find(|m| m.id == "claude-sonnet-4-5").unwrap();
         assert_eq!(sonnet.providers, ["free", "pro"]);
