@@ -19,6 +19,7 @@
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
 
 pub mod anthropic;
+#[warn(unreachable_pub)]
 pub mod app;
 pub mod atomic_file;
 pub mod balancer;
@@ -27,8 +28,13 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod providers;
+#[warn(unreachable_pub)]
 pub mod runtime;
+#[warn(unreachable_pub)]
 pub mod server;
+#[warn(unreachable_pub)]
 pub mod snapshot;
+#[warn(unreachable_pub)]
 pub mod status;
+#[warn(unreachable_pub)]
 pub mod tui;

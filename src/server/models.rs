@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 /// Query of `GET /v1/models`.
 #[derive(Debug, Default, Deserialize)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     #[serde(default)]
     limit: Option<String>,
     #[serde(default)]
@@ -41,7 +41,7 @@ async fn catalog(rt: &Arc<Runtime>) -> Result<Arc<Vec<CatalogModel>>, ApiError> 
 }
 
 /// `GET /v1/models`.
-pub async fn list(State(rt): State<Arc<Runtime>>, Query(query): Query<ListQuery>) -> Response {
+pub(crate) async fn list(State(rt): State<Arc<Runtime>>, Query(query): Query<ListQuery>) -> Response {
     let limit = match query.limit.as_deref().map(str::parse::<usize>) {
         None => 20,
         Some(Ok(n)) if (1..=1000).contains(&n) => n,
@@ -78,7 +78,7 @@ pub async fn list(State(rt): State<Arc<Runtime>>, Query(query): Query<ListQuery>
 }
 
 /// `GET /v1/models/{id}`.
-pub async fn one(State(rt): State<Arc<Runtime>>, Path(id): Path<String>) -> Response {
+pub(crate) async fn one(State(rt): State<Arc<Runtime>>, Path(id): Path<String>) -> Response {
     let models = match catalog(&rt).await {
         Ok(m) => m,
         Err(e) => return e.into_response(),
