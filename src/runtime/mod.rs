@@ -62,6 +62,8 @@ pub struct Runtime {
     publisher: publisher::Publisher,
     /// Ends in-flight streams when the shutdown deadline passes.
     pub drain: crate::server::listen::Drain,
+    /// The accounts' models for `/v1/models` (cached `ListAvailableModels`).
+    pub(crate) models: crate::providers::codewhisperer::model_list::ModelCatalog,
 }
 
 impl Runtime {
@@ -81,6 +83,7 @@ impl Runtime {
             reload_lock: Mutex::new(()),
             publisher: publisher::Publisher::default(),
             drain: crate::server::listen::Drain::default(),
+            models: Default::default(),
         })
     }
 

@@ -37,10 +37,10 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 
 /// What the client is told about routing, on every answer.
 #[derive(Debug, Clone)]
-struct Route {
-    category: Category,
-    provider: Option<String>,
-    attempts: usize,
+pub(super) struct Route {
+    pub(super) category: Category,
+    pub(super) provider: Option<String>,
+    pub(super) attempts: usize,
 }
 
 impl Route {
@@ -155,9 +155,14 @@ pub async fn messages(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
     let category = classify(&req, estimate, live.thresholds);
     let mut route = Route { category, provider: None, attempts: 0 };
     let (_, rule) = live.config.rule(category);
+    // The rule's model, else a `/v1/models` id mapped back exactly, else the name mapping.
+    let model_id = rule.model.clone().or_else(|| rt.models.kiro_id(&req.model));
+    if crate::providers::codewhisperer::websearch::search_tool(&req).is_some() {
+        let response = super::websearch::handle(&rt, &live, req, model_id, &mut route).await;
+        return route.respond(response);
+    }
     let converted =
-        match convert(&req, &ConvertOptions { model_id: rule.model.as_deref(), ..ConvertOptions::default() })
-        {
+        match convert(&req, &ConvertOptions { model_id: model_id.as_deref(), ..ConvertOptions::default() }) {
             Ok(c) => c,
             Err(e) => return route.respond(e.into_response()),
         };
@@ -249,7 +254,7 @@ async fn dispatch(
     route.respond(err.into_response())
 }
 
-fn log_failure(id: &str, err: &UpstreamError, attempt: usize, max: usize) {
+pub(super) fn log_failure(id: &str, err: &UpstreamError, attempt: usize, max: usize) {
     if attempt < max {
         tracing::warn!(provider = %id, attempt, "upstream failed, failing over: {}", err.message);
     } else {

@@ -8,7 +8,9 @@ pub mod listen;
 // The `/v1/messages` handler: its visibility is settled with the provider face (issue #10).
 #[allow(unreachable_pub)]
 pub mod messages;
+mod models;
 mod monitoring;
+mod websearch;
 
 use crate::runtime::Runtime;
 
@@ -18,7 +20,8 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -28,6 +31,8 @@ pub fn router(rt: Arc<Runtime>) -> Router {
     let api = Router::new()
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::one))
         .route_layer(middleware::from_fn_with_state(rt.clone(), require_api_key));
     Router::new()
         .merge(api)

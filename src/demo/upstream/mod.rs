@@ -15,7 +15,8 @@
 //! | `POST /refreshToken` | social refresh: `{"refreshToken"}` → `{"accessToken","refreshToken","profileArn","expiresIn"}` |
 //! | `POST /token` | IdC refresh: `{"clientId","clientSecret","refreshToken","grantType":"refresh_token"}` → `{"accessToken","refreshToken","expiresIn","tokenType":"Bearer"}` |
 //! | `GET /getUsageLimits` | bearer required; the protocol notes' §7.1 JSON, usage = streams this sim served |
-//! | `GET /ListAvailableModels` | bearer required; the known dotted model ids |
+//! | `GET /ListAvailableModels` | bearer required; the dotted model ids of the sim's [`SimTier`] (free: no Opus) |
+//! | `POST /mcp` | bearer required; JSON-RPC `tools/call web_search` with canned results (see `mcp.rs`) |
 //! | `GET /health` | `200 {"status":"ok"}`, no auth |
 //!
 //! A refresh revokes every access token issued before it for the same login; the old refresh
@@ -40,7 +41,7 @@
 //! [`ErrorKind`]s apply where (a kind that does not apply to an endpoint leaves it answering
 //! normally):
 //!
-//! | kind | generate | getUsageLimits, ListAvailableModels | health | refresh endpoints |
+//! | kind | generate | getUsageLimits, ListAvailableModels, mcp | health | refresh endpoints |
 //! |---|---|---|---|---|
 //! | `Status500`, `Throttle429`, `Hang` | yes | yes | yes | no |
 //! | `Forbidden403` | yes | yes | no (no auth there) | no |
@@ -65,6 +66,7 @@
 //! | `scripted.rs` | the frames of each scenario, and the stream faults |
 //! | `guard.rs` | the common start of the small JSON endpoints; `/health`; the 404 |
 //! | `usage.rs`, `models.rs` | `getUsageLimits`; the known models and `ListAvailableModels` |
+//! | `mcp.rs`, `websearch_model.rs` | `/mcp` (web search); how the simulated model uses a search tool |
 //! | `errors.rs` | AWS and OAuth error answers |
 //! | `listener.rs` | the listener and connections that can be cut (down/up) |
 //! | `handle.rs` | [`SimUpstream`]: start, knobs, power, logins, counters |
@@ -81,20 +83,23 @@ mod errors;
 mod guard;
 mod handle;
 mod listener;
+mod mcp;
 mod models;
 mod options;
 mod scripted;
 mod state;
 mod token_files;
 mod usage;
+mod websearch_model;
 
 #[cfg(test)]
 mod tests;
 
 pub use auth::{SimCredentials, SimIdcCredentials};
 pub use handle::SimUpstream;
+pub use mcp::{McpFailure, RESULTS_PER_QUERY, canned_results};
 pub use models::KNOWN_MODEL_IDS;
-pub use options::{Endpoint, ErrorKind, Scenario, SimOptions};
+pub use options::{Endpoint, ErrorKind, Scenario, SimOptions, SimTier};
 pub use state::{RecordedRequest, SimStats};
 pub use token_files::{write_idc_token_file, write_social_token_file};
 
@@ -128,6 +133,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/getUsageLimits", get(usage::usage_limits))
         .route("/ListAvailableModels", get(models::list_models))
         .route("/health", get(guard::health))
+        .route("/mcp", post(mcp::handle))
         .fallback(guard::not_found)
         // The sim applies its own size rule (`max_body_bytes`, answered like Kiro does).
         .layer(DefaultBodyLimit::disable())

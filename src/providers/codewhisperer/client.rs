@@ -6,6 +6,10 @@
 //! timeouts but no whole-request timeout, which would cut long answers. The first-event and
 //! idle timeouts are applied by [`EventStream`] around each read.
 
+mod json_call;
+
+pub use json_call::JsonCall;
+
 use super::convert::{Converted, request_body};
 use super::events::{KiroEvent, parse_frame};
 use super::eventstream::FrameDecoder;
