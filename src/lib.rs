@@ -14,7 +14,10 @@
 //! - [`app`]: assembling a running instance (server, health loop, publisher, watcher).
 //! - [`tui`]: the ratatui dashboard.
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
+//! - [`accounts`]: `ccr accounts import|login|list|remove` (token files and config edits).
+//! - [`integration`]: Claude Code integration: `ccr code`, `ccr stop`, `ccr statusline`.
 
+pub mod accounts;
 pub mod anthropic;
 pub mod app;
 pub mod balancer;
@@ -22,6 +25,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod integration;
 pub mod providers;
 pub mod server;
 pub mod snapshot;

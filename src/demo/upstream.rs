@@ -17,6 +17,7 @@
 //! | `GET /getUsageLimits` | bearer required; the protocol notes' §7.1 JSON, usage = streams this sim served |
 //! | `GET /ListAvailableModels` | bearer required; the known dotted model ids |
 //! | `GET /health` | `200 {"status":"ok"}`, no auth |
+//! | `POST /client/register`, `POST /device_authorization`, `POST /token` (device-code grant), `GET /device` | the SSO-OIDC Builder ID login, see [`oidc`] |
 //!
 //! A refresh revokes every access token issued before it for the same login; the old refresh
 //! token stays usable (a client can lose a write-back race), and a new one is returned.
@@ -81,6 +82,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+mod oidc;
+pub use oidc::{DEVICE_CODE_GRANT, DeviceFlow, OidcStats};
 
 /// Model ids the simulated service accepts; anything else is `400 INVALID_MODEL_ID`. Both id
 /// styles the service has used (upper-case until mid-2025, dotted since), `auto`, the `-1m`
@@ -742,6 +746,8 @@ struct Shared {
     power: watch::Sender<Power>,
     /// `Some(epoch)` while a listener of that epoch accepts connections.
     listening: watch::Sender<Option<u64>>,
+    /// The simulated SSO-OIDC device login (`oidc.rs`).
+    oidc: oidc::OidcState,
 }
 
 /// Lock a mutex, ignoring poisoning: the sim's state stays usable after a panicking test thread.
@@ -1008,6 +1014,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/getUsageLimits", get(usage_limits))
         .route("/ListAvailableModels", get(list_models))
         .route("/health", get(health))
+        .merge(oidc::routes())
         .fallback(not_found)
         // The sim applies its own size rule (`max_body_bytes`, answered like Kiro does).
         .layer(DefaultBodyLimit::disable())
@@ -1143,6 +1150,9 @@ async fn refresh_idc(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if json_field(&body, "grantType").as_deref() == Some(DEVICE_CODE_GRANT) {
+        return oidc::device_token(&sim, &serde_json::from_slice(&body).unwrap_or(Value::Null)).await;
+    }
     if let Err(response) = refresh_preamble(&sim, Endpoint::RefreshIdc, &method, &uri, &headers, &body).await
     {
         return response;
@@ -2045,6 +2055,7 @@ impl SimUpstream {
             last_rejection: Mutex::new(None),
             power: watch::Sender::new(Power::default()),
             listening: watch::Sender::new(Some(0)),
+            oidc: oidc::OidcState::default(),
         });
         let supervisor = tokio::spawn(supervise(shared.clone(), listener));
         Ok(SimUpstream { shared, supervisor: Mutex::new(Some(supervisor)) })
