@@ -28,6 +28,32 @@ const SCOPES: [&str; 3] = ["codewhisperer:completions", "codewhisperer:analysis"
 /// The `grantType` of a device-code poll.
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
+/// The shortest wait between two polls, whatever `interval` says (a 0 would spin).
+const MIN_POLL_WAIT: Duration = Duration::from_millis(100);
+
+/// Ctrl-C, listened for from creation on.
+struct Interrupt {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    fn new() -> Result<Interrupt, AccountsError> {
+        Ok(Interrupt {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| AccountsError::refused(format!("cannot listen for Ctrl-C: {e}")))?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        self.signal.recv().await;
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// What one poll answer means for the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PollStep {
@@ -158,6 +184,8 @@ async fn login(
     let uri = text(&auth, "verificationUri")?;
     let complete = auth.get("verificationUriComplete").and_then(Value::as_str).map(str::to_owned);
     let expires_in = auth.get("expiresIn").and_then(Value::as_u64).unwrap_or(600);
+    // Listen for Ctrl-C before telling the user anything, so no early Ctrl-C is lost.
+    let mut interrupt = Interrupt::new()?;
     let mut out = std::io::stdout();
     let _ = writeln!(
         out,
@@ -169,29 +197,34 @@ async fn login(
 
     let mut poller = Poller::new(auth.get("interval").and_then(Value::as_u64));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(expires_in);
-    let mut wait = poller.interval();
-    let tokens = loop {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = tokio::signal::ctrl_c() => {
-                return Err(AccountsError::refused("login cancelled (Ctrl-C); nothing was added"));
+    let poll = async {
+        let mut wait = poller.interval();
+        loop {
+            tokio::time::sleep(wait.max(MIN_POLL_WAIT)).await;
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AccountsError::refused(
+                    "the code expired before the login was approved; run the command again; nothing was added",
+                ));
+            }
+            let body = json!({
+                "clientId": client_id, "clientSecret": client_secret,
+                "grantType": DEVICE_GRANT, "deviceCode": device_code,
+            });
+            match post(&http, base, "/token", body).await? {
+                Ok(tokens) => return Ok(tokens),
+                Err((error, description)) => match poller.on_error(&error, &description) {
+                    PollStep::Wait(d) => wait = d,
+                    PollStep::Stop(why) => {
+                        return Err(AccountsError::refused(format!("{why}; nothing was added")));
+                    }
+                },
             }
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(AccountsError::refused(
-                "the code expired before the login was approved; run the command again",
-            ));
-        }
-        let body = json!({
-            "clientId": client_id, "clientSecret": client_secret,
-            "grantType": DEVICE_GRANT, "deviceCode": device_code,
-        });
-        match post(&http, base, "/token", body).await? {
-            Ok(tokens) => break tokens,
-            Err((error, description)) => match poller.on_error(&error, &description) {
-                PollStep::Wait(d) => wait = d,
-                PollStep::Stop(why) => return Err(AccountsError::refused(format!("{why}; nothing was added"))),
-            },
+    };
+    let tokens = tokio::select! {
+        result = poll => result?,
+        _ = interrupt.recv() => {
+            return Err(AccountsError::refused("login cancelled (Ctrl-C); nothing was added"));
         }
     };
     let expires_in = tokens.get("expiresIn").and_then(Value::as_i64).unwrap_or(3600);
