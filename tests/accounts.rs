@@ -137,7 +137,10 @@ async fn import_from_the_kiro_ide_file_then_list() {
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["name", "routing", "providers", "server"]);
     assert_eq!(v["routing"]["rules"]["default"]["providers"], json!(["first", "second"]));
-    assert_eq!(v["routing"]["rules"]["default"]["loadBalancing"]["weights"], json!({"first": 40, "second": 40}));
+    assert_eq!(
+        v["routing"]["rules"]["default"]["loadBalancing"]["weights"],
+        json!({"first": 40, "second": 40})
+    );
     assert_eq!(v["routing"]["rules"]["background"]["providers"], json!(["first", "second"]));
     assert_eq!(v["providers"]["second"]["tokenPath"], json!(copy.to_string_lossy()));
     assert_eq!(v["providers"]["second"]["endpoint"], json!(env.sim.base_url()));
@@ -153,7 +156,10 @@ async fn import_from_the_kiro_ide_file_then_list() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines[0].starts_with("ID"), "{stdout}");
     assert!(lines[0].contains("CREDITS") && lines[0].contains("RESET") && lines[0].contains("TOKEN EXPIRES"));
-    assert!(lines[1].starts_with("first") && lines[1].contains("KIRO FREE") && lines[1].contains("0/1000"), "{stdout}");
+    assert!(
+        lines[1].starts_with("first") && lines[1].contains("KIRO FREE") && lines[1].contains("0/1000"),
+        "{stdout}"
+    );
     assert!(lines[2].starts_with("second") && lines[2].trim_end().ends_with("ok"), "{stdout}");
     let out = env.ccr(&["accounts", "list", "--json"]).await;
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -174,7 +180,15 @@ async fn import_an_idc_login_with_its_registration_into_a_new_config() {
     let registration = write_idc_token_file(&source, &idc).unwrap();
     let config = env.home().join("cfg/new.json");
     let out = env
-        .ccr_sim(&["accounts", "import", source.to_str().unwrap(), "--name", "idc", "--config", config.to_str().unwrap()])
+        .ccr_sim(&[
+            "accounts",
+            "import",
+            source.to_str().unwrap(),
+            "--name",
+            "idc",
+            "--config",
+            config.to_str().unwrap(),
+        ])
         .await;
     assert!(out.status.success(), "{:?}", text(&out));
     let dir = env.home().join("cfg/accounts");
@@ -206,7 +220,8 @@ async fn bad_inputs_are_refused_and_the_config_is_untouched() {
     let good = env.home().join("good.json");
     write_social_token_file(&good, &env.sim.issue_credentials(Duration::from_secs(3600))).unwrap();
     let idc_alone = env.home().join("alone/token.json");
-    let reg = write_idc_token_file(&idc_alone, &env.sim.issue_idc_credentials(Duration::from_secs(3600))).unwrap();
+    let reg =
+        write_idc_token_file(&idc_alone, &env.sim.issue_idc_credentials(Duration::from_secs(3600))).unwrap();
     std::fs::remove_file(reg).unwrap();
     let (g, n, r, i) = (
         good.to_str().unwrap(),
@@ -217,10 +232,16 @@ async fn bad_inputs_are_refused_and_the_config_is_untouched() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["accounts", "import", g, "--name", "first"], "an account `first` exists already"),
         (vec!["accounts", "import", g, "--name", "a/b"], "is not a usable account id"),
-        (vec!["accounts", "import", n, "--name", "x"], "is not a Kiro token file: no accessToken / refreshToken"),
+        (
+            vec!["accounts", "import", n, "--name", "x"],
+            "is not a Kiro token file: no accessToken / refreshToken",
+        ),
         (vec!["accounts", "import", r, "--name", "x"], "the upstream did not accept this token"),
         (vec!["accounts", "import", i, "--name", "x"], "registration file"),
-        (vec!["accounts", "import", g, "--name", "x", "--rules", "default,nope"], "no rule `nope` in routing.rules"),
+        (
+            vec!["accounts", "import", g, "--name", "x", "--rules", "default,nope"],
+            "no rule `nope` in routing.rules",
+        ),
         (vec!["accounts", "import", g, "--name", "x", "--weight=-3"], "--weight must be 0 or more"),
         (vec!["accounts", "import", "--name", "x"], "no Kiro IDE token at"),
         (vec!["accounts", "remove", "ghost"], "no account `ghost` in providers (the config has: first)"),
@@ -233,8 +254,13 @@ async fn bad_inputs_are_refused_and_the_config_is_untouched() {
         assert!(!out.status.success(), "{args:?} succeeded: {stdout}");
         assert!(stderr.contains(expected), "{args:?}: expected `{expected}` in:\n{stderr}");
         assert!(!stderr.contains("aoa") && !stderr.contains("aor"), "no token in messages: {stderr}");
-        assert_eq!(std::fs::read_to_string(env.user_config()).unwrap(), before, "{args:?} changed the config");
-        let leftovers: Vec<_> = std::fs::read_dir(env.accounts_dir()).map(|d| d.count()).into_iter().collect();
+        assert_eq!(
+            std::fs::read_to_string(env.user_config()).unwrap(),
+            before,
+            "{args:?} changed the config"
+        );
+        let leftovers: Vec<_> =
+            std::fs::read_dir(env.accounts_dir()).map(|d| d.count()).into_iter().collect();
         assert!(leftovers.iter().all(|n| *n == 0), "{args:?} left files in the accounts folder");
     }
     // --no-verify skips the upstream check.
@@ -256,7 +282,10 @@ async fn remove_takes_an_account_out_of_everything() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("removed providers.first"), "{stdout}");
-    assert!(stdout.contains("is not in ccr's accounts folder"), "the user's own file is never deleted: {stdout}");
+    assert!(
+        stdout.contains("is not in ccr's accounts folder"),
+        "the user's own file is never deleted: {stdout}"
+    );
     assert!(env.home().join("first.json").exists());
     let v = json_file(&env.user_config());
     assert!(v["providers"].get("first").is_none());
@@ -268,7 +297,19 @@ async fn remove_takes_an_account_out_of_everything() {
     // Add one more only to default; removing `second` would empty `background`.
     let good = env.home().join("third-src.json");
     write_social_token_file(&good, &env.sim.issue_credentials(Duration::from_secs(3600))).unwrap();
-    let out = env.ccr_sim(&["accounts", "import", good.to_str().unwrap(), "--name", "third", "--rules", "default", "--weight", "60"]).await;
+    let out = env
+        .ccr_sim(&[
+            "accounts",
+            "import",
+            good.to_str().unwrap(),
+            "--name",
+            "third",
+            "--rules",
+            "default",
+            "--weight",
+            "60",
+        ])
+        .await;
     assert!(out.status.success(), "{:?}", text(&out));
     let out = env.ccr(&["accounts", "remove", "second"]).await;
     assert!(text(&out).1.contains("rule `background` without providers"), "{:?}", text(&out));
@@ -308,7 +349,8 @@ async fn login_by_device_code_then_serve_and_refresh() {
         assert!(token[key].as_str().is_some_and(|s| !s.is_empty()), "{key} in {token}");
     }
     assert_eq!((token["authMethod"].as_str(), token["provider"].as_str()), (Some("IdC"), Some("BuilderId")));
-    let reg = json_file(&env.accounts_dir().join(format!("{}.json", token["clientIdHash"].as_str().unwrap())));
+    let reg =
+        json_file(&env.accounts_dir().join(format!("{}.json", token["clientIdHash"].as_str().unwrap())));
     assert!(reg["clientId"].is_string() && reg["clientSecret"].is_string() && reg["expiresAt"].is_string());
 
     // A config was created (there was none) and is valid.
@@ -369,7 +411,17 @@ async fn login_ends_clearly_on_denial_expiry_and_ctrl_c() {
     env.sim.set_device_flow(DeviceFlow::Manual);
     let base = env.sim.base_url();
     let mut child = env
-        .command(&["accounts", "login", "--builder-id", "--name", "manual", "--endpoint", &base, "--auth-endpoint", &base])
+        .command(&[
+            "accounts",
+            "login",
+            "--builder-id",
+            "--name",
+            "manual",
+            "--endpoint",
+            &base,
+            "--auth-endpoint",
+            &base,
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -395,7 +447,17 @@ async fn login_ends_clearly_on_denial_expiry_and_ctrl_c() {
 
     // Ctrl-C while waiting.
     let mut child = env
-        .command(&["accounts", "login", "--builder-id", "--name", "cancelled", "--endpoint", &base, "--auth-endpoint", &base])
+        .command(&[
+            "accounts",
+            "login",
+            "--builder-id",
+            "--name",
+            "cancelled",
+            "--endpoint",
+            &base,
+            "--auth-endpoint",
+            &base,
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -115,7 +115,8 @@ async fn code_starts_an_instance_runs_claude_and_stop_stops_it() {
 
     let keyed_s = keyed.to_str().unwrap().to_owned();
     let out = tokio::task::spawn_blocking({
-        let mut c = env.command(&["code", "--config", &keyed_s, "--", "-p", "hello world", "--model", "opus"]);
+        let mut c =
+            env.command(&["code", "--config", &keyed_s, "--", "-p", "hello world", "--model", "opus"]);
         c.env("CCR_CLAUDE_BIN", &stub).env("ANTHROPIC_API_KEY", "sk-ant-real-key");
         move || c.output().unwrap()
     })
@@ -128,7 +129,9 @@ async fn code_starts_an_instance_runs_claude_and_stop_stops_it() {
     let saw = std::fs::read_to_string(&record).unwrap();
     assert_eq!(
         saw,
-        format!("BASE={base}\nTOKEN=sk-ccr-test\nAPIKEY=unset\nARG=-p\nARG=hello world\nARG=--model\nARG=opus\n")
+        format!(
+            "BASE={base}\nTOKEN=sk-ccr-test\nAPIKEY=unset\nARG=-p\nARG=hello world\nARG=--model\nARG=opus\n"
+        )
     );
 
     // The background instance: pid and log files in the state folder, and it serves.
@@ -162,7 +165,10 @@ async fn code_starts_an_instance_runs_claude_and_stop_stops_it() {
 
     // Statusline against the running instance: no session on stdin, an unknown session, junk.
     assert_eq!(env.statusline(&keyed, ""), "ccr: running\n");
-    assert_eq!(env.statusline(&keyed, r#"{"session_id":"never-seen","model":{"id":"x"}}"#), "ccr: new session\n");
+    assert_eq!(
+        env.statusline(&keyed, r#"{"session_id":"never-seen","model":{"id":"x"}}"#),
+        "ccr: new session\n"
+    );
     assert_eq!(env.statusline(&keyed, "not json"), "ccr: running\n");
 
     // A missing claude: a clear message and 127.
@@ -172,7 +178,11 @@ async fn code_starts_an_instance_runs_claude_and_stop_stops_it() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(127));
-    assert!(lines(&out).contains("not found (install Claude Code, or set $CCR_CLAUDE_BIN"), "{}", lines(&out));
+    assert!(
+        lines(&out).contains("not found (install Claude Code, or set $CCR_CLAUDE_BIN"),
+        "{}",
+        lines(&out)
+    );
 
     // stop: the instance exits, the pid file goes, the statusline says so.
     let out = env.command(&["stop", "--config", &keyed_s]).output().unwrap();

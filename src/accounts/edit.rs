@@ -25,7 +25,8 @@ pub fn add_account(
     if weight.is_some_and(|w| w < 0) {
         return Err(AccountsError::refused("--weight must be 0 or more"));
     }
-    let root = doc.as_object_mut().ok_or_else(|| AccountsError::refused("the config is not a JSON object"))?;
+    let root =
+        doc.as_object_mut().ok_or_else(|| AccountsError::refused("the config is not a JSON object"))?;
     let providers = root
         .entry("providers")
         .or_insert_with(|| json!({}))
@@ -70,11 +71,10 @@ pub fn add_account(
             .get_mut(name)
             .and_then(Value::as_object_mut)
             .ok_or_else(|| AccountsError::refused(format!("routing.rules.{name} is not an object")))?;
-        let list = rule
-            .entry("providers")
-            .or_insert_with(|| json!([]))
-            .as_array_mut()
-            .ok_or_else(|| AccountsError::refused(format!("routing.rules.{name}.providers is not a list")))?;
+        let list =
+            rule.entry("providers").or_insert_with(|| json!([])).as_array_mut().ok_or_else(|| {
+                AccountsError::refused(format!("routing.rules.{name}.providers is not a list"))
+            })?;
         list.push(Value::String(id.to_owned()));
         let weights = rule
             .get_mut("loadBalancing")
@@ -128,7 +128,8 @@ pub struct Removed {
 /// rule left without providers is refused, unless `force`, which drops that rule (never
 /// `default`, which the config requires).
 pub fn remove_account(doc: &mut Value, id: &str, force: bool) -> Result<Removed, AccountsError> {
-    let root = doc.as_object_mut().ok_or_else(|| AccountsError::refused("the config is not a JSON object"))?;
+    let root =
+        doc.as_object_mut().ok_or_else(|| AccountsError::refused("the config is not a JSON object"))?;
     let exists = root.get("providers").and_then(Value::as_object).is_some_and(|p| p.contains_key(id));
     if !exists {
         let have: Vec<String> = root
@@ -142,7 +143,9 @@ pub fn remove_account(doc: &mut Value, id: &str, force: bool) -> Result<Removed,
         )));
     }
     let mut removed = Removed { entry: Value::Null, rules: Vec::new(), dropped_rules: Vec::new() };
-    if let Some(rules) = root.get_mut("routing").and_then(|r| r.get_mut("rules")).and_then(Value::as_object_mut) {
+    if let Some(rules) =
+        root.get_mut("routing").and_then(|r| r.get_mut("rules")).and_then(Value::as_object_mut)
+    {
         let mut emptied = Vec::new();
         for (name, rule) in rules.iter_mut() {
             let Some(rule) = rule.as_object_mut() else { continue };

@@ -103,9 +103,8 @@ fn read_kiro_token(path: &Path) -> Result<(Vec<u8>, Option<(String, PathBuf)>), 
         )),
         _ => AccountsError::io(path, e),
     })?;
-    let not_kiro = |why: &str| {
-        AccountsError::refused(format!("{} is not a Kiro token file: {why}", path.display()))
-    };
+    let not_kiro =
+        |why: &str| AccountsError::refused(format!("{} is not a Kiro token file: {why}", path.display()));
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| not_kiro("not JSON"))?;
     let object = value.as_object().ok_or_else(|| not_kiro("not a JSON object"))?;
     if !object.contains_key("accessToken") && !object.contains_key("refreshToken") {

@@ -28,8 +28,9 @@ pub struct Row {
 
 pub fn run(args: &ListArgs) -> Result<String, AccountsError> {
     let source = config::locate(args.config.config.as_deref());
-    let (cfg, _) = config::load(&source)
-        .map_err(|e| AccountsError::refused(format!("cannot read the config: {}", e.problems().join("; "))))?;
+    let (cfg, _) = config::load(&source).map_err(|e| {
+        AccountsError::refused(format!("cannot read the config: {}", e.problems().join("; ")))
+    })?;
     let http = super::http();
     let rt = runtime()?;
     let rows: Vec<Row> = rt.block_on(async {

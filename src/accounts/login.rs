@@ -23,7 +23,8 @@ use std::time::Duration;
 pub const BUILDER_ID_START_URL: &str = "https://view.awsapps.com/start";
 
 /// Scopes Kiro's IdC logins ask for.
-const SCOPES: [&str; 3] = ["codewhisperer:completions", "codewhisperer:analysis", "codewhisperer:conversations"];
+const SCOPES: [&str; 3] =
+    ["codewhisperer:completions", "codewhisperer:analysis", "codewhisperer:conversations"];
 
 /// The `grantType` of a device-code poll.
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -87,9 +88,9 @@ impl Poller {
                 self.interval += Duration::from_secs(5);
                 PollStep::Wait(self.interval)
             }
-            "expired_token" => PollStep::Stop(
-                "the code expired before the login was approved; run the command again".into(),
-            ),
+            "expired_token" => {
+                PollStep::Stop("the code expired before the login was approved; run the command again".into())
+            }
             "access_denied" => PollStep::Stop("the login was denied in the browser".into()),
             other => PollStep::Stop(format!("the OIDC service refused the login: {other}: {description}")),
         }
@@ -281,7 +282,8 @@ async fn post(
     if status.is_success() {
         return Ok(Ok(value));
     }
-    let field = |k: &str| value.get(k).and_then(Value::as_str).unwrap_or("").chars().take(200).collect::<String>();
+    let field =
+        |k: &str| value.get(k).and_then(Value::as_str).unwrap_or("").chars().take(200).collect::<String>();
     let error = match field("error") {
         e if e.is_empty() => format!("HTTP {}", status.as_u16()),
         e => e,
@@ -342,7 +344,9 @@ mod tests {
         assert_eq!(p.on_error("slow_down", ""), PollStep::Wait(Duration::from_secs(11)));
         assert!(matches!(p.on_error("expired_token", ""), PollStep::Stop(s) if s.contains("expired")));
         assert!(matches!(p.on_error("access_denied", ""), PollStep::Stop(s) if s.contains("denied")));
-        assert!(matches!(p.on_error("invalid_client", "Client is expired"), PollStep::Stop(s) if s.contains("Client is expired")));
+        assert!(
+            matches!(p.on_error("invalid_client", "Client is expired"), PollStep::Stop(s) if s.contains("Client is expired"))
+        );
         assert_eq!(Poller::new(None).interval(), Duration::from_secs(5));
     }
 

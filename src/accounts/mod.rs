@@ -95,7 +95,8 @@ impl ConfigDoc {
     /// Check the edited value as `ccr check` would, then replace the file atomically (mode kept;
     /// 0600 for a new file). Nothing is written when the check fails.
     pub fn save(&self) -> Result<(), AccountsError> {
-        let mut text = serde_json::to_string_pretty(&self.value).map_err(|e| AccountsError::io(&self.path, e))?;
+        let mut text =
+            serde_json::to_string_pretty(&self.value).map_err(|e| AccountsError::io(&self.path, e))?;
         text.push('\n');
         if let Err(e) = config::parse_config(&text) {
             let problems = match e {

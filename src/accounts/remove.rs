@@ -9,7 +9,10 @@ use std::path::Path;
 pub fn run(args: &RemoveArgs) -> Result<String, AccountsError> {
     let mut doc = ConfigDoc::open(args.config.config.as_deref())?;
     if doc.original.is_none() {
-        return Err(AccountsError::refused(format!("no config at {}: nothing to remove", doc.path.display())));
+        return Err(AccountsError::refused(format!(
+            "no config at {}: nothing to remove",
+            doc.path.display()
+        )));
     }
     let removed = edit::remove_account(&mut doc.value, &args.id, args.force)?;
     doc.save()?;
@@ -17,7 +20,11 @@ pub fn run(args: &RemoveArgs) -> Result<String, AccountsError> {
         "removed providers.{} from {}{}",
         args.id,
         doc.path.display(),
-        if removed.rules.is_empty() { String::new() } else { format!(" and rules: {}", removed.rules.join(", ")) }
+        if removed.rules.is_empty() {
+            String::new()
+        } else {
+            format!(" and rules: {}", removed.rules.join(", "))
+        }
     );
     if !removed.dropped_rules.is_empty() {
         report.push_str(&format!(

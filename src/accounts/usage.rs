@@ -48,7 +48,9 @@ pub fn parse_usage(v: &Value) -> Usage {
     };
     let list = v.get("usageBreakdownList").and_then(Value::as_array);
     let breakdown = list.and_then(|l| {
-        l.iter().find(|b| b.get("resourceType").and_then(Value::as_str) == Some("AGENTIC_REQUEST")).or(l.first())
+        l.iter()
+            .find(|b| b.get("resourceType").and_then(Value::as_str) == Some("AGENTIC_REQUEST"))
+            .or(l.first())
     });
     let (mut used, mut limit) = (0.0, 0.0);
     let mut reset = v.get("nextDateReset").and_then(Value::as_f64);
@@ -70,10 +72,7 @@ pub fn parse_usage(v: &Value) -> Usage {
         reset = reset.or_else(|| b.get("nextDateReset").and_then(Value::as_f64));
     }
     Usage {
-        tier: v
-            .pointer("/subscriptionInfo/subscriptionTitle")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        tier: v.pointer("/subscriptionInfo/subscriptionTitle").and_then(Value::as_str).map(str::to_owned),
         used,
         limit,
         reset_at: reset.and_then(|s| DateTime::from_timestamp(s as i64, 0)),
@@ -100,7 +99,8 @@ pub async fn check(provider: &Provider, http: &reqwest::Client) -> Result<Checke
     let api = provider.api_base();
     let (status, body) = get_usage(http, &api, &credential).await?;
     let (status, body, credential) = if is_bearer_invalid(status, &body) {
-        let fresh = tokens.refresh_after_rejection(&credential.access_token).await.map_err(|e| e.to_string())?;
+        let fresh =
+            tokens.refresh_after_rejection(&credential.access_token).await.map_err(|e| e.to_string())?;
         let (status, body) = get_usage(http, &api, &fresh).await?;
         (status, body, fresh)
     } else {
@@ -110,11 +110,16 @@ pub async fn check(provider: &Provider, http: &reqwest::Client) -> Result<Checke
         let message = crate::providers::codewhisperer::client::classify_status(status, &body, None).message;
         return Err(format!("getUsageLimits answered {status}: {message}"));
     }
-    let v: Value = serde_json::from_str(&body).map_err(|e| format!("getUsageLimits answer is not JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_str(&body).map_err(|e| format!("getUsageLimits answer is not JSON: {e}"))?;
     Ok(Checked { usage: parse_usage(&v), expires_at: credential.expires_at })
 }
 
-async fn get_usage(http: &reqwest::Client, api: &str, credential: &Credential) -> Result<(u16, String), String> {
+async fn get_usage(
+    http: &reqwest::Client,
+    api: &str,
+    credential: &Credential,
+) -> Result<(u16, String), String> {
     let mut query = vec![("origin", "AI_EDITOR"), ("resourceType", "AGENTIC_REQUEST")];
     if let Some(arn) = credential.profile_arn.as_deref() {
         query.push(("profileArn", arn));

@@ -98,7 +98,8 @@ pub fn run(args: &CodeArgs) -> ExitCode {
         }
     }
     let bin = std::env::var_os(CLAUDE_BIN_ENV).filter(|b| !b.is_empty()).unwrap_or_else(|| "claude".into());
-    let key = cfg.server.api_key.clone().filter(|k| !k.is_empty()).unwrap_or_else(|| PLACEHOLDER_KEY.to_owned());
+    let key =
+        cfg.server.api_key.clone().filter(|k| !k.is_empty()).unwrap_or_else(|| PLACEHOLDER_KEY.to_owned());
     let mut command = tokio::process::Command::new(&bin);
     command
         .args(&args.claude_args)

@@ -38,10 +38,16 @@ pub enum GetError {
 
 /// `GET {base}{path}` over one HTTP/1.1 connection (`Connection: close`); `http://` only.
 /// Returns the status and the body (content-length, chunked or read-to-close).
-pub fn http_get(base: &str, path: &str, key: Option<&str>, timeout: Duration) -> Result<(u16, String), GetError> {
+pub fn http_get(
+    base: &str,
+    path: &str,
+    key: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, String), GetError> {
     let mut stream = connect(base, timeout).map_err(GetError::Unreachable)?;
     let host = base.trim_start_matches("http://").split('/').next().unwrap_or("localhost");
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n");
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n");
     if let Some(key) = key {
         request.push_str(&format!("x-api-key: {key}\r\n"));
     }
@@ -49,7 +55,8 @@ pub fn http_get(base: &str, path: &str, key: Option<&str>, timeout: Duration) ->
     stream.write_all(request.as_bytes()).map_err(GetError::Unreachable)?;
     let mut raw = Vec::new();
     stream.take(4 * 1024 * 1024).read_to_end(&mut raw).map_err(|e| GetError::Bad(e.to_string()))?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| GetError::Bad("no headers".into()))?;
+    let split =
+        raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| GetError::Bad("no headers".into()))?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let body = &raw[split + 4..];
     let status = head
@@ -69,7 +76,9 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
         let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let Ok(size) = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16) else { break };
+        let Ok(size) = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16) else {
+            break;
+        };
         if size == 0 {
             break;
         }
@@ -114,10 +123,8 @@ pub fn render(view: &SessionView, usage: Option<&Value>, now: DateTime<Utc>) -> 
                 None => parts.push(format!("{} credits left", crate::accounts::usage::number(r.max(0.0)))),
             }
         }
-        if let Some(reset) = u
-            .get("resetAt")
-            .and_then(Value::as_str)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        if let Some(reset) =
+            u.get("resetAt").and_then(Value::as_str).and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         {
             let secs = (reset.with_timezone(&Utc) - now).num_seconds().max(0);
             parts.push(format!("reset in {}d", (secs + 86_399) / 86_400));
@@ -207,9 +214,13 @@ mod tests {
     #[test]
     fn renders_account_credits_reset_and_category() {
         let now = DateTime::parse_from_rfc3339("2026-03-20T12:00:00Z").unwrap().with_timezone(&Utc);
-        let view = parse_session(&json!({"account":"primary","category":"thinking","turns":3,"lastSeen":"x"}));
+        let view =
+            parse_session(&json!({"account":"primary","category":"thinking","turns":3,"lastSeen":"x"}));
         let usage = json!({"used":12.0,"limit":1000.0,"remaining":988.0,"resetAt":"2026-04-01T00:00:00Z","tier":"KIRO FREE"});
-        assert_eq!(render(&view, Some(&usage), now), "ccr: primary · 988/1000 credits left · reset in 12d · thinking");
+        assert_eq!(
+            render(&view, Some(&usage), now),
+            "ccr: primary · 988/1000 credits left · reset in 12d · thinking"
+        );
         assert_eq!(render(&view, None, now), "ccr: primary · thinking");
         let view = parse_session(&json!({"provider":"b","usage":{"used":5,"limit":50}}));
         assert_eq!(render(&view, view.usage.as_ref(), now), "ccr: b · 45/50 credits left");

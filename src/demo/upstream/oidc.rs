@@ -178,12 +178,15 @@ async fn register(State(sim): State<Arc<Shared>>, body: axum::body::Bytes) -> Re
             "clientName and clientType \"public\" are required",
         );
     }
-    let scopes_ok = body
-        .get("scopes")
-        .and_then(Value::as_array)
-        .is_some_and(|s| !s.is_empty() && s.iter().all(|s| s.as_str().is_some_and(|s| s.starts_with("codewhisperer:"))));
+    let scopes_ok = body.get("scopes").and_then(Value::as_array).is_some_and(|s| {
+        !s.is_empty() && s.iter().all(|s| s.as_str().is_some_and(|s| s.starts_with("codewhisperer:")))
+    });
     if !scopes_ok {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "scopes must be codewhisperer:* scopes");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "scopes must be codewhisperer:* scopes",
+        );
     }
     let (id, secret, expires_at) = lock(&sim.tokens).register_client();
     ok(json!({
@@ -218,9 +221,8 @@ async fn device_authorization(State(sim): State<Arc<Shared>>, body: axum::body::
     let (device_code, user_code) = {
         let mut tokens = lock(&sim.tokens);
         let device = super::random_string(&mut tokens.rng, "", 86);
-        let user: String = (0..8)
-            .map(|_| char::from(b"BCDFGHJKLMNPQRSTVWXZ"[tokens.rng.random_range(0..20)]))
-            .collect();
+        let user: String =
+            (0..8).map(|_| char::from(b"BCDFGHJKLMNPQRSTVWXZ"[tokens.rng.random_range(0..20)])).collect();
         (device, format!("{}-{}", &user[..4], &user[4..]))
     };
     let mut inner = lock(&sim.oidc.inner);
