@@ -11,7 +11,8 @@ mod common;
 
 use ccr::app::{self, LaunchError, ListenOverride, Running};
 use ccr::config::{ConfigSource, parse_config};
-use ccr::server::{self, Runtime};
+use ccr::runtime::Runtime;
+use ccr::server;
 use ccr::snapshot::Snapshot;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};

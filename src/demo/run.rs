@@ -5,9 +5,10 @@
 
 use super::traffic::{self, TrafficOptions, TrafficStats};
 use super::upstream::{ErrorKind, SimOptions, SimUpstream, write_social_token_file};
+use crate::app::dashboard::{DemoControls, FaultError};
 use crate::app::{self, ListenOverride, Running};
 use crate::config::{ConfigSource, parse_config};
-use crate::tui::{DemoAction, DemoControls};
+use crate::tui::DemoAction;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,11 +35,11 @@ const ERROR_STEP: f64 = 0.2;
 
 impl Faults {
     /// Inject a fault into one provider's upstream; returns what happened, for the log.
-    pub fn inject(&self, provider: &str, action: DemoAction) -> Result<String, String> {
+    pub fn inject(&self, provider: &str, action: DemoAction) -> Result<String, FaultError> {
         let index = DEMO_PROVIDERS
             .iter()
             .position(|id| *id == provider)
-            .ok_or_else(|| format!("{provider} is not a demo upstream"))?;
+            .ok_or_else(|| FaultError::NotADemoUpstream(provider.to_owned()))?;
         let up = &self.upstreams[index];
         let mut knobs = self.knobs.lock().unwrap_or_else(|e| e.into_inner());
         let (latency, error_rate) = &mut knobs[index];
@@ -77,7 +78,7 @@ impl Faults {
 }
 
 impl DemoControls for Faults {
-    fn apply(&self, provider: &str, action: DemoAction) -> Result<String, String> {
+    fn apply(&self, provider: &str, action: DemoAction) -> Result<String, FaultError> {
         self.inject(provider, action)
     }
 }
@@ -188,10 +189,10 @@ pub async fn run_headless(options: DemoOptions, duration: Duration) -> color_eyr
         demo.running.base_url(),
         demo.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
     );
-    let printer = crate::status::spawn_printer(&demo.running);
+    let printer = crate::status::spawn_printer(demo.running.snapshots(), demo.running.shutdown_signal());
     let third = duration / 3;
     tokio::time::sleep(third).await;
-    let say = |r: Result<String, String>| println!("{}", r.unwrap_or_else(|e| e));
+    let say = |r: Result<String, FaultError>| println!("{}", r.unwrap_or_else(|e| e.to_string()));
     say(demo.faults.inject(DEMO_PROVIDERS[0], DemoAction::TakeDown));
     tokio::time::sleep(third).await;
     say(demo.faults.inject(DEMO_PROVIDERS[0], DemoAction::BringBack));
@@ -213,7 +214,7 @@ pub async fn run_interactive(options: DemoOptions) -> color_eyre::Result<()> {
         demo.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
     );
     let controls: Arc<dyn DemoControls> = demo.faults.clone();
-    let result = crate::tui::run_dashboard(demo.running.runtime.clone(), Some(controls)).await;
+    let result = app::dashboard::show(&demo.running, Some(controls)).await;
     demo.shutdown().await;
     result.map_err(|e| color_eyre::eyre::eyre!("{e}"))
 }

@@ -77,11 +77,15 @@ pub enum TokenError {
     WriteBack { file: String, reason: String },
 }
 
-/// What the dashboard and health endpoints show about a provider's token.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+/// A provider's token, as far as the proxy knows it (never the token itself): what the
+/// snapshot, the dashboard and the health endpoints show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenStatus {
+    /// When the access token expires.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it was last refreshed by this process.
     pub last_refresh: Option<DateTime<Utc>>,
+    /// Why the last attempt to get a credential failed (e.g. the token file is missing).
     pub error: Option<String>,
 }
 
