@@ -90,6 +90,12 @@ pub fn run(args: &CodeArgs) -> ExitCode {
         Ok(v) => v,
         Err(code) => return code,
     };
+    if cfg.server.port == 0 {
+        eprintln!(
+            "ccr code: server.port is 0 (any free port); ccr code needs a fixed port to find its instance again"
+        );
+        return ExitCode::FAILURE;
+    }
     let base = crate::status::default_url(&cfg);
     if !answers(&base, Duration::from_millis(500)) {
         if let Err(e) = start_background(&cfg, &source, &base) {
