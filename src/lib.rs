@@ -15,6 +15,7 @@
 //! - [`status`]: the headless status table (`--show-lb-status`, `ccr status`).
 //! - [`app`]: the glue on top: an instance with its server on a socket; the dashboard wired to it.
 //! - [`tui`]: the ratatui dashboard.
+//! - [`atomic_file`]: replacing a file in one step (token write-back, saved weights).
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
 //! - [`accounts`]: `ccr accounts import|login|list|remove` (token files and config edits).
 //! - [`integration`]: Claude Code integration: `ccr code`, `ccr stop`, `ccr statusline`.
@@ -22,6 +23,7 @@
 pub mod accounts;
 pub mod anthropic;
 pub mod app;
+pub mod atomic_file;
 pub mod balancer;
 pub mod classify;
 pub mod cli;

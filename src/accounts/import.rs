@@ -8,6 +8,7 @@
 use super::args::{ImportArgs, Placement};
 use super::usage::{self, Checked};
 use super::{AccountsError, ConfigDoc, check_id, edit, write_file_atomically};
+use crate::atomic_file::Permissions;
 use crate::config::{Provider, expand_tilde};
 use crate::providers::codewhisperer::token::read_token_file;
 use serde_json::{Map, Value, json};
@@ -64,12 +65,12 @@ pub fn run(args: &ImportArgs) -> Result<String, AccountsError> {
                     )));
                 }
                 Err(_) => {
-                    write_file_atomically(&reg_dest, &bytes, 0o600)?;
+                    write_file_atomically(&reg_dest, &bytes, Permissions::Private)?;
                     written.push(reg_dest);
                 }
             }
         }
-        write_file_atomically(&dest, &raw, 0o600)?;
+        write_file_atomically(&dest, &raw, Permissions::Private)?;
         written.push(dest.clone());
         add_and_save(&mut doc, p, &dest, None)
     })();

@@ -12,6 +12,7 @@
 use super::args::LoginArgs;
 use super::import::{Written, add_and_save, refuse_taken};
 use super::{AccountsError, ConfigDoc, check_id, write_file_atomically};
+use crate::atomic_file::Permissions;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -165,7 +166,7 @@ async fn login(
                 .unwrap_or_else(|| Utc::now() + chrono::Duration::days(90));
             let registration = json!({"clientId": id, "clientSecret": secret, "expiresAt": rfc3339(expires)});
             let existed = reg_path.exists();
-            write_file_atomically(&reg_path, pretty(&registration).as_bytes(), 0o600)?;
+            write_file_atomically(&reg_path, pretty(&registration).as_bytes(), Permissions::Private)?;
             if !existed {
                 written.push(reg_path.clone());
             }
@@ -238,7 +239,7 @@ async fn login(
         "provider": "BuilderId",
         "region": args.region,
     });
-    write_file_atomically(dest, pretty(&file).as_bytes(), 0o600)?;
+    write_file_atomically(dest, pretty(&file).as_bytes(), Permissions::Private)?;
     written.push(dest.to_path_buf());
     let _ = writeln!(out, "login approved; token saved to {}", dest.display());
     Ok(())

@@ -19,6 +19,7 @@ pub mod login;
 pub mod remove;
 pub mod usage;
 
+use crate::atomic_file::Permissions;
 use crate::config::{self, ConfigSource};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -105,41 +106,20 @@ impl ConfigDoc {
             };
             return Err(AccountsError::Invalid(problems));
         }
-        let mode = file_mode(&self.path).unwrap_or(0o600);
-        write_file_atomically(&self.path, text.as_bytes(), mode)
+        write_file_atomically(&self.path, text.as_bytes(), Permissions::Keep)
     }
 }
 
-#[cfg(unix)]
-fn file_mode(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o777)
-}
-
-#[cfg(not(unix))]
-fn file_mode(_: &Path) -> Option<u32> {
-    None
-}
-
-/// Write `bytes` to `path` through a temp file in the same folder and a rename, with `mode`
-/// (unix), creating the folder when needed.
-pub fn write_file_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AccountsError> {
-    use std::io::Write;
+/// Replace `path` with `bytes` through the one atomic writer ([`crate::atomic_file`]), creating
+/// the folder when needed.
+pub fn write_file_atomically(
+    path: &Path,
+    bytes: &[u8],
+    permissions: Permissions,
+) -> Result<(), AccountsError> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| AccountsError::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| AccountsError::io(path, e))?;
-    tmp.write_all(bytes).map_err(|e| AccountsError::io(path, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
-            .map_err(|e| AccountsError::io(path, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    tmp.as_file().sync_all().map_err(|e| AccountsError::io(path, e))?;
-    tmp.persist(path).map_err(|e| AccountsError::io(path, e.error))?;
-    Ok(())
+    crate::atomic_file::write(path, bytes, permissions).map_err(|e| AccountsError::io(path, e))
 }
 
 /// An account id must be a usable JSON key and file name: letters, digits, `-`, `_`, `.`.

@@ -4,7 +4,6 @@ use super::Runtime;
 use crate::balancer::BalancerSnapshot;
 use crate::config::{self, Config, ConfigError};
 use serde_json::{Map, Value, json};
-use std::io::Write as _;
 
 /// Why the weights were not saved. The first three are the file's or the setup's state (the
 /// operator can fix them); [`SaveError::Write`] is the machine's (a disk error).
@@ -140,23 +139,6 @@ pub fn apply_weight_edits(text: &str, edits: &[WeightEdit]) -> Result<String, Ed
     Ok(out)
 }
 
-/// Replace `path` with `contents` in one step (write a sibling temporary file, then rename), so
-/// a reader or the file watcher never sees a half-written config. The file keeps its permissions.
-fn write_atomically(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(contents.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        std::fs::set_permissions(tmp.path(), meta.permissions())?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 impl Runtime {
     /// Write the weights in force (configured plus run-time overrides) into the config file, then
     /// reload it, so the overrides become the configured weights. Other content and key order
@@ -182,7 +164,7 @@ impl Runtime {
             return Ok(format!("{} already holds the weights in force", path.display()));
         }
         let edited = apply_weight_edits(&text, &edits)?;
-        write_atomically(path, &edited)
+        crate::atomic_file::write(path, edited.as_bytes(), crate::atomic_file::Permissions::Keep)
             .map_err(|source| SaveError::Write { path: path.display().to_string(), source })?;
         let list: Vec<String> = edits.iter().map(WeightEdit::describe).collect();
         // The reload signals the snapshot publisher.

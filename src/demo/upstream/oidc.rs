@@ -13,7 +13,10 @@
 //! expired. The tokens issued are ordinary IdC logins of the sim: they serve chat requests and
 //! refresh at `POST /token` with `grantType: refresh_token` like any other.
 
-use super::{Shared, SimUpstream, lock, oauth_error};
+use super::auth::random_string;
+use super::errors::{add_request_id, cut_response, oauth_error};
+use super::handle::SimUpstream;
+use super::state::{Shared, lock};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -143,7 +146,7 @@ fn field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
 
 fn ok(body: Value) -> Response {
     let mut response = axum::Json(body).into_response();
-    super::add_request_id(&mut response);
+    add_request_id(&mut response);
     response
 }
 
@@ -162,7 +165,7 @@ fn check_client(sim: &Shared, id: &str, secret: &str) -> Result<(), Response> {
 async fn pause(sim: &Shared) -> Result<(), Response> {
     let epoch = sim.epoch();
     let latency = sim.knobs().latency;
-    sim.pause(latency, epoch).await.map_err(|_| super::cut_response())
+    sim.pause(latency, epoch).await.map_err(|_| cut_response())
 }
 
 async fn register(State(sim): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
@@ -220,7 +223,7 @@ async fn device_authorization(State(sim): State<Arc<Shared>>, body: axum::body::
     }
     let (device_code, user_code) = {
         let mut tokens = lock(&sim.tokens);
-        let device = super::random_string(&mut tokens.rng, "", 86);
+        let device = random_string(&mut tokens.rng, "", 86);
         let user: String =
             (0..8).map(|_| char::from(b"BCDFGHJKLMNPQRSTVWXZ"[tokens.rng.random_range(0..20)])).collect();
         (device, format!("{}-{}", &user[..4], &user[4..]))
