@@ -96,7 +96,10 @@ pub(crate) fn refuse_taken(doc: &ConfigDoc, id: &str) -> Result<(), AccountsErro
 
 /// The file's bytes, and for an IdC login that names its registration by `clientIdHash`
 /// (without inline `clientId`/`clientSecret`), that hash and the registration file's path.
-fn read_kiro_token(path: &Path) -> Result<(Vec<u8>, Option<(String, PathBuf)>), AccountsError> {
+/// An IdC token's `clientIdHash` and the registration file it names.
+type Registration = Option<(String, PathBuf)>;
+
+fn read_kiro_token(path: &Path) -> Result<(Vec<u8>, Registration), AccountsError> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound if path == expand_tilde(KIRO_IDE_TOKEN) => AccountsError::refused(format!(
             "no Kiro IDE token at {}: log in with the Kiro IDE first, pass a FILE, or use `ccr accounts login --builder-id`",

@@ -150,26 +150,27 @@ fn ok(body: Value) -> Response {
     response
 }
 
-/// Whether `(id, secret)` is a live registration; `Err` is the answer to send otherwise.
-fn check_client(sim: &Shared, id: &str, secret: &str) -> Result<(), Response> {
+/// `None` when `(id, secret)` is a live registration, else the answer to send.
+fn check_client(sim: &Shared, id: &str, secret: &str) -> Option<Response> {
     let tokens = lock(&sim.tokens);
     match tokens.clients.get(id) {
-        Some(c) if c.secret == secret && c.expires_at > Utc::now() => Ok(()),
+        Some(c) if c.secret == secret && c.expires_at > Utc::now() => None,
         Some(c) if c.secret == secret => {
-            Err(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client is expired"))
+            Some(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client is expired"))
         }
-        _ => Err(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Invalid client credentials")),
+        _ => Some(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Invalid client credentials")),
     }
 }
 
-async fn pause(sim: &Shared) -> Result<(), Response> {
+/// The latency knob; `Some` is the answer when the connection was cut meanwhile.
+async fn pause(sim: &Shared) -> Option<Response> {
     let epoch = sim.epoch();
     let latency = sim.knobs().latency;
-    sim.pause(latency, epoch).await.map_err(|_| cut_response())
+    sim.pause(latency, epoch).await.err().map(|_| cut_response())
 }
 
 async fn register(State(sim): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
-    if let Err(r) = pause(&sim).await {
+    if let Some(r) = pause(&sim).await {
         return r;
     }
     sim.oidc.registrations.fetch_add(1, Ordering::Relaxed);
@@ -201,7 +202,7 @@ async fn register(State(sim): State<Arc<Shared>>, body: axum::body::Bytes) -> Re
 }
 
 async fn device_authorization(State(sim): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
-    if let Err(r) = pause(&sim).await {
+    if let Some(r) = pause(&sim).await {
         return r;
     }
     sim.oidc.authorizations.fetch_add(1, Ordering::Relaxed);
@@ -218,7 +219,7 @@ async fn device_authorization(State(sim): State<Arc<Shared>>, body: axum::body::
     if !start_url.starts_with("https://") && !start_url.starts_with("http://") {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "startUrl is not a URL");
     }
-    if let Err(r) = check_client(&sim, id, secret) {
+    if let Some(r) = check_client(&sim, id, secret) {
         return r;
     }
     let (device_code, user_code) = {
@@ -255,7 +256,7 @@ async fn device_authorization(State(sim): State<Arc<Shared>>, body: axum::body::
 
 /// A `/token` request with the device-code grant (called by the `/token` handler).
 pub(super) async fn device_token(sim: &Shared, body: &Value) -> Response {
-    if let Err(r) = pause(sim).await {
+    if let Some(r) = pause(sim).await {
         return r;
     }
     sim.oidc.polls.fetch_add(1, Ordering::Relaxed);
@@ -268,7 +269,7 @@ pub(super) async fn device_token(sim: &Shared, body: &Value) -> Response {
             "clientId, clientSecret and deviceCode are required",
         );
     };
-    if let Err(r) = check_client(sim, id, secret) {
+    if let Some(r) = check_client(sim, id, secret) {
         return r;
     }
     let mut inner = lock(&sim.oidc.inner);
