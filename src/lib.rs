@@ -22,6 +22,7 @@
 
 pub mod accounts;
 pub mod anthropic;
+#[warn(unreachable_pub)]
 pub mod app;
 pub mod atomic_file;
 pub mod balancer;
@@ -31,8 +32,13 @@ pub mod config;
 pub mod demo;
 pub mod integration;
 pub mod providers;
+#[warn(unreachable_pub)]
 pub mod runtime;
+#[warn(unreachable_pub)]
 pub mod server;
+#[warn(unreachable_pub)]
 pub mod snapshot;
+#[warn(unreachable_pub)]
 pub mod status;
+#[warn(unreachable_pub)]
 pub mod tui;

@@ -13,7 +13,8 @@
 //! - `ANTHROPIC_API_KEY` removed, so a real Anthropic key in the shell is never sent to ccr.
 //!
 //! Arguments after `--` go to Claude Code unchanged; `ccr code` exits with its status. `ccr stop`
-//! signals the background instance (SIGINT: the same graceful shutdown as Ctrl-C) and removes
+//! signals the background instance (SIGINT with the system's `kill`: the same graceful
+//! shutdown as Ctrl-C) and removes
 //! the pid file.
 
 use super::CodeArgs;
@@ -285,11 +286,22 @@ fn is_ccr_process(pid: u32) -> bool {
     alive(pid)
 }
 
+/// Send `signal` (`INT`, `TERM`, `0`) with the system's `kill` (the crate has no unsafe code).
+#[cfg(unix)]
+fn kill(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 #[cfg(unix)]
 fn alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    kill(pid, "0")
 }
 
 #[cfg(not(unix))]
@@ -300,15 +312,9 @@ fn alive(_: u32) -> bool {
 /// SIGINT (graceful, like Ctrl-C), then SIGTERM after 10 s.
 #[cfg(unix)]
 fn terminate(pid: u32) -> Result<(), String> {
-    let raw = libc::pid_t::try_from(pid).map_err(|_| format!("bad pid {pid}"))?;
-    for (signal, wait) in [(libc::SIGINT, Duration::from_secs(10)), (libc::SIGTERM, Duration::from_secs(5))] {
-        // SAFETY: sending a signal to a pid we verified is our `ccr start` process.
-        if unsafe { libc::kill(raw, signal) } != 0 {
-            return if is_ccr_process(pid) {
-                Err(format!("cannot signal pid {pid}: {}", std::io::Error::last_os_error()))
-            } else {
-                Ok(())
-            };
+    for (signal, wait) in [("INT", Duration::from_secs(10)), ("TERM", Duration::from_secs(5))] {
+        if !kill(pid, signal) {
+            return if is_ccr_process(pid) { Err(format!("cannot signal pid {pid}")) } else { Ok(()) };
         }
         let until = Instant::now() + wait;
         while Instant::now() < until {

@@ -15,7 +15,7 @@ const HEADERS: [&str; 9] =
     ["provider", "status", "breaker", "weight", "in-flt", "ewma ms", "reqs", "errs", "last error"];
 
 /// Draw the table in `area`.
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let providers = &app.snapshot().providers;
     let id_width = providers.iter().map(|p| p.core.id.chars().count()).max().unwrap_or(8).clamp(8, 24);
     let widths = [
