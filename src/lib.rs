@@ -19,7 +19,10 @@
 //! - [`fsio`]: reading the config and token files safely (regular files only, size caps).
 //! - [`signals`]: SIGINT / SIGTERM as one graceful stop; a second one forces the exit.
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
+//! - [`accounts`]: `ccr accounts import|login|list|remove` (token files and config edits).
+//! - [`integration`]: Claude Code integration: `ccr code`, `ccr stop`, `ccr statusline`.
 
+pub mod accounts;
 pub mod anthropic;
 #[warn(unreachable_pub)]
 pub mod app;
@@ -30,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod fsio;
+pub mod integration;
 pub mod providers;
 #[warn(unreachable_pub)]
 pub mod runtime;

@@ -69,13 +69,18 @@ pub fn locate(flag: Option<&Path>) -> ConfigSource {
     if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
         return ConfigSource::Env(PathBuf::from(p));
     }
-    if let Some(home) = dirs::home_dir() {
-        let p = home.join(".claude-code-router").join("config.json");
-        if p.is_file() {
-            return ConfigSource::Home(p);
-        }
+    if let Some(p) = user_config_path()
+        && p.is_file()
+    {
+        return ConfigSource::Home(p);
     }
     ConfigSource::Embedded
+}
+
+/// The user config file, whether or not it exists: `~/.claude-code-router/config.json`. Commands
+/// that create a config (`ccr accounts import` / `login` with none yet) create this one.
+pub fn user_config_path() -> Option<PathBuf> {
+    dirs::home_dir().map(|home| home.join(".claude-code-router").join("config.json"))
 }
 
 /// A config that could not be loaded, naming the file.

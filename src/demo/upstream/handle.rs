@@ -73,6 +73,7 @@ impl SimUpstream {
             mcp_failure: Mutex::new(None),
             power: watch::Sender::new(Power::default()),
             listening: watch::Sender::new(Some(0)),
+            oidc: super::oidc::OidcState::default(),
         });
         let supervisor = tokio::spawn(supervise(shared.clone(), listener));
         Ok(SimUpstream { shared, supervisor: Mutex::new(Some(supervisor)) })

@@ -18,6 +18,7 @@
 //! | `GET /ListAvailableModels` | bearer required; the dotted model ids of the sim's [`SimTier`] (free: no Opus) |
 //! | `POST /mcp` | bearer required; JSON-RPC `tools/call web_search` with canned results (see `mcp.rs`) |
 //! | `GET /health` | `200 {"status":"ok"}`, no auth |
+//! | `POST /client/register`, `POST /device_authorization`, `POST /token` (device-code grant), `GET /device` | the SSO-OIDC Builder ID login (`oidc.rs`) |
 //!
 //! A refresh revokes every access token issued before it for the same login; the old refresh
 //! token stays usable (a client can lose a write-back race), and a new one is returned.
@@ -71,6 +72,7 @@
 //! | `listener.rs` | the listener and connections that can be cut (down/up) |
 //! | `handle.rs` | [`SimUpstream`]: start, knobs, power, logins, counters |
 //! | `token_files.rs` | Kiro IDE token files for issued logins |
+//! | `oidc.rs` | the SSO-OIDC device-code login: client registration, device authorization, the device-code grant of `/token`, the approval page |
 //!
 //! A new endpoint: its handler in a file of its own (named by what it does; start it with
 //! `guard::guarded` when it sits behind the Q service's auth and faults), one line in
@@ -85,6 +87,7 @@ mod handle;
 mod listener;
 mod mcp;
 mod models;
+mod oidc;
 mod options;
 mod scripted;
 mod state;
@@ -99,6 +102,7 @@ pub use auth::{SimCredentials, SimIdcCredentials};
 pub use handle::SimUpstream;
 pub use mcp::{McpFailure, RESULTS_PER_QUERY, canned_results};
 pub use models::KNOWN_MODEL_IDS;
+pub use oidc::{DEVICE_CODE_GRANT, DeviceFlow, OidcStats};
 pub use options::{Endpoint, ErrorKind, Scenario, SimOptions, SimTier};
 pub use state::{RecordedRequest, SimStats};
 pub use token_files::{write_idc_token_file, write_social_token_file};
@@ -134,6 +138,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/ListAvailableModels", get(models::list_models))
         .route("/health", get(guard::health))
         .route("/mcp", post(mcp::handle))
+        .merge(oidc::routes())
         .fallback(guard::not_found)
         // The sim applies its own size rule (`max_body_bytes`, answered like Kiro does).
         .layer(DefaultBodyLimit::disable())

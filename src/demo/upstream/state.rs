@@ -185,6 +185,8 @@ pub(super) struct Shared {
     pub(super) power: watch::Sender<Power>,
     /// `Some(epoch)` while a listener of that epoch accepts connections.
     pub(super) listening: watch::Sender<Option<u64>>,
+    /// The simulated SSO-OIDC device login (`oidc.rs`).
+    pub(super) oidc: super::oidc::OidcState,
 }
 
 /// Lock a mutex, ignoring poisoning: the sim's state stays usable after a panicking test thread.
