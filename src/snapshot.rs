@@ -414,14 +414,14 @@ impl RateWindow {
 /// readings and each provider's histogram progress. The running instance owns one (its
 /// publisher); everything else a snapshot shows comes in as [`Inputs`].
 #[derive(Debug, Default)]
-pub struct SnapshotBuilder {
+pub(crate) struct SnapshotBuilder {
     seq: AtomicU64,
     rate: Mutex<RateWindow>,
     histograms: Mutex<HashMap<String, HistogramFeed>>,
 }
 
 /// The state a snapshot is a view of, gathered by the running instance at one moment.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     /// The balancer's state.
     pub balancer: BalancerSnapshot,
     /// The config in force.
@@ -444,7 +444,7 @@ pub struct Inputs<'a> {
 
 impl SnapshotBuilder {
     /// Build a snapshot of `inputs`.
-    pub fn build(&self, inputs: Inputs<'_>) -> Snapshot {
+    pub(crate) fn build(&self, inputs: Inputs<'_>) -> Snapshot {
         let Inputs { balancer, config, token, reload, started_at, listen, config_path, requests_total, now } =
             inputs;
         let requests_per_sec = self.rate.lock().unwrap_or_else(|e| e.into_inner()).rate(now, requests_total);

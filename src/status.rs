@@ -62,7 +62,7 @@ fn clip(text: &str, max: usize) -> String {
 }
 
 /// The status table for one snapshot.
-pub fn render(s: &Snapshot) -> String {
+pub(crate) fn render(s: &Snapshot) -> String {
     let mut out = String::new();
     let name = s.config_name.as_deref().unwrap_or("ccr");
     let listen = s.listen.as_deref().unwrap_or("not listening");
@@ -200,7 +200,7 @@ pub fn spawn_printer(
 
 /// [`spawn_printer`] to any writer (tests use a buffer). Stops when `shutdown` turns true, the
 /// snapshot channel closes, or the writer fails.
-pub fn spawn_printer_to<W: Write + Send + 'static>(
+pub(crate) fn spawn_printer_to<W: Write + Send + 'static>(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut shutdown: watch::Receiver<bool>,
     mut out: W,
@@ -258,7 +258,7 @@ pub enum StatusError {
 
 /// The base URL `ccr status` talks to without `--url`: the config's `server` address (a
 /// wildcard host is reached on loopback).
-pub fn default_url(config: &config::Config) -> String {
+pub(crate) fn default_url(config: &config::Config) -> String {
     let host = match config.server.host.as_str() {
         "0.0.0.0" => "127.0.0.1".to_owned(),
         "::" | "[::]" => "[::1]".to_owned(),
@@ -275,7 +275,7 @@ pub fn normalize_url(url: &str) -> String {
 }
 
 /// Fetch a running instance's snapshot from `base` (e.g. `http://127.0.0.1:3456`).
-pub async fn fetch(base: &str) -> Result<Snapshot, StatusError> {
+pub(crate) async fn fetch(base: &str) -> Result<Snapshot, StatusError> {
     let url = format!("{}{STATUS_PATH}", base.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .no_proxy()

@@ -583,10 +583,11 @@ async fn missing_token_files_are_seen_at_start_and_every_account_is_named() {
         // Before any request: both accounts need a login, and /health says nothing can serve.
         let (status, body) = health(&h).await;
         assert_eq!((status, body["status"].as_str()), (503, Some("unavailable")), "{body}");
-        let s = h.ccr.runtime.snapshot_now();
-        for p in &s.providers {
-            assert_eq!(p.status.as_str(), "needs_login", "{}", p.core.id);
-            assert!(p.status_reason.as_deref().is_some_and(|r| r.contains("fix: log in with the Kiro IDE")));
+        let providers: Value = reqwest::get(h.url("/health/providers")).await.unwrap().json().await.unwrap();
+        for id in ["a", "b"] {
+            let p = &providers["providers"][id];
+            assert_eq!(p["status"], "needs_login", "{id}: {p}");
+            assert!(p["reason"].as_str().is_some_and(|r| r.contains("fix: log in with the Kiro IDE")), "{p}");
         }
         let (out, _, attempts) = request(&h, &turn("no tokens", false)).await;
         match out {

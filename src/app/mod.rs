@@ -71,7 +71,7 @@ pub async fn launch(
     // Read every token file now: a missing one shows as `needs_login` at once (dashboard,
     // `/health`), not after the first request.
     for client in runtime.live().clients.values() {
-        let _ = client.check_token_file();
+        let _ = client.check_token_file().await;
     }
     runtime.set_listen_addr(addr);
     let (shutdown, rx) = watch::channel(false);

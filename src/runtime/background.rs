@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 /// The running background tasks of one instance. Stop them by sending `true` on the shutdown
 /// channel they were started with, then [`join`](Background::join).
-pub struct Background {
+pub(crate) struct Background {
     health: JoinHandle<()>,
     publisher: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
@@ -20,7 +20,7 @@ pub struct Background {
 impl Background {
     /// Start the health loop, the snapshot publisher and (when the config is a file) the config
     /// watcher; each ends when `shutdown` turns true.
-    pub fn start(rt: &Arc<Runtime>, shutdown: &watch::Receiver<bool>) -> Background {
+    pub(crate) fn start(rt: &Arc<Runtime>, shutdown: &watch::Receiver<bool>) -> Background {
         let health = spawn_health_loop(rt.balancer.clone(), probe_fn(rt), shutdown.clone(), None);
         let publisher = spawn_publisher(rt.clone(), shutdown.clone());
         let watcher = spawn_config_watcher(rt, shutdown.clone());
@@ -28,7 +28,7 @@ impl Background {
     }
 
     /// Wait for every task to end (after the shutdown signal).
-    pub async fn join(self) {
+    pub(crate) async fn join(self) {
         let _ = self.health.await;
         let _ = self.publisher.await;
         if let Some(watcher) = self.watcher {

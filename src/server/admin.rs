@@ -32,7 +32,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// `POST /admin/...`: the balancer's command path over HTTP.
-pub fn router(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
+pub(super) fn router(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
     Router::new()
         .route("/admin/providers/{id}/weight", post(set_weight))
         .route("/admin/providers/{id}/drain", post(drain))
@@ -46,7 +46,7 @@ pub fn router(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
 
 /// Why an admin call was refused or failed. Each maps to one status and Anthropic error type.
 #[derive(Debug, thiserror::Error)]
-pub enum AdminError {
+pub(super) enum AdminError {
     /// `server.apiKey` is set and the request did not present it.
     #[error("invalid or missing API key (x-api-key or Authorization: Bearer)")]
     BadKey,
@@ -71,7 +71,7 @@ impl From<balancer::CommandError> for AdminError {
 
 impl AdminError {
     /// The one client-visible form of each error.
-    pub fn api_error(&self) -> ApiError {
+    pub(super) fn api_error(&self) -> ApiError {
         use balancer::CommandError as Refused;
         let (kind, status) = match self {
             AdminError::BadKey => (ErrorKind::AuthenticationError, StatusCode::UNAUTHORIZED),
@@ -108,7 +108,7 @@ impl IntoResponse for AdminError {
 }
 
 /// The access rule: the key when one is configured, else a loopback client.
-pub fn admin_access(
+pub(super) fn admin_access(
     expected_key: Option<&str>,
     presented: Option<&str>,
     client: IpAddr,
@@ -243,7 +243,7 @@ mod tests {
             status(balancer::CommandError::AllZero { rule: "default".into() }.into()),
             StatusCode::CONFLICT
         );
-        let unreadable = || ConfigError::Io { file: "c.json".into(), source: io() };
+        let unreadable = || ConfigError::Io { file: "c.json".into(), source: io().into() };
         let reload = CommandError::Reload(ReloadError::Rejected(unreadable()));
         assert_eq!(status(reload.into()), StatusCode::UNPROCESSABLE_ENTITY);
         // The file's or the setup's state: the operator can fix it.

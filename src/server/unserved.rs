@@ -14,18 +14,18 @@ use axum::http::StatusCode;
 
 /// Collects why each account tried failed.
 #[derive(Debug, Default)]
-pub struct Failures {
+pub(super) struct Failures {
     tried: Vec<(String, UpstreamError)>,
 }
 
 impl Failures {
-    pub fn push(&mut self, provider: &str, err: &UpstreamError) {
+    pub(super) fn push(&mut self, provider: &str, err: &UpstreamError) {
         self.tried.push((provider.to_owned(), err.clone()));
     }
 
     /// The error the client gets when every attempt failed: the aggregated token error when
     /// every tried account failed for token reasons, else the last error as is.
-    pub fn final_error(&self, live: &Live, category: Category) -> Option<ApiError> {
+    pub(super) fn final_error(&self, live: &Live, category: Category) -> Option<ApiError> {
         let (_, last) = self.tried.last()?;
         if !self.tried.iter().all(|(_, e)| e.kind == UpstreamErrorKind::Auth) {
             return Some(last.to_api_error());

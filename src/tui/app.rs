@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 
 /// The highest weight the `+` key sets: far above any useful ratio, low enough that a held key
 /// cannot overflow anything.
-pub const MAX_WEIGHT: u32 = 1000;
+pub(super) const MAX_WEIGHT: u32 = 1000;
 
 /// How many of a rule's latest picks the routes table summarises ("recent picks").
-pub const RECENT_PICKS: usize = 20;
+pub(super) const RECENT_PICKS: usize = 20;
 
 /// The dashboard's state. Rendering reads it ([`super::view::render`]); keys change it
 /// ([`App::on_key`]).

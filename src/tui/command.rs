@@ -11,7 +11,7 @@ use crate::balancer::Command;
 
 /// How many commands may wait for the executor. Commands are cheap; a full queue means
 /// something is stuck (a slow save), and the dashboard says "busy" instead of blocking.
-pub const COMMAND_QUEUE: usize = 16;
+pub(crate) const COMMAND_QUEUE: usize = 16;
 
 /// A command from the dashboard.
 #[derive(Debug, Clone, PartialEq, Eq)]

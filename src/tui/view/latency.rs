@@ -12,7 +12,7 @@ use ratatui::widgets::{Block, Paragraph, Sparkline, SparklineBar};
 
 /// Draw the pane in `area`. The bars start at zero (a bar twice as high is twice as slow) and
 /// the bottom border states the scale, so samples of 121–124 ms read as flat, not as a spike.
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let provider = app.selected_provider().map(|v| &v.core);
     let mut title = vec![Span::styled(" latency ", theme::TITLE)];
     if let Some(p) = provider {
@@ -75,6 +75,6 @@ fn stats_line(p: &ProviderSnapshot) -> Line<'static> {
 }
 
 /// `850ms` below ten seconds, else `12.3s`.
-pub fn format_ms(ms: f64) -> String {
+pub(crate) fn format_ms(ms: f64) -> String {
     if ms < 10_000.0 { format!("{ms:.0}ms") } else { format!("{:.1}s", ms / 1000.0) }
 }

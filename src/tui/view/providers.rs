@@ -95,7 +95,7 @@ fn layout(width: u16, id_width: u16, status_width: u16) -> Vec<(Column, u16)> {
 }
 
 /// `text` in at most `width` cells: cut with an ellipsis, never silently.
-pub fn ellipsize(text: &str, width: usize) -> String {
+fn ellipsize(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_owned();
     }
@@ -105,7 +105,7 @@ pub fn ellipsize(text: &str, width: usize) -> String {
 }
 
 /// Draw the table in `area`. The bottom border says why the selected provider is not healthy.
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let providers = &app.snapshot().providers;
     let longest = providers.iter().map(|p| p.core.id.chars().count()).max().unwrap_or(8);
     // Ids beyond a third of the width are ellipsised.
