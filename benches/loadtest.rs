@@ -39,7 +39,7 @@ mod shapes;
 use bytes::Bytes;
 use ccr::anthropic::types::parse_request;
 use ccr::demo::upstream::{SimOptions, SimUpstream, write_social_token_file};
-use ccr::providers::codewhisperer::convert::{ConvertOptions, convert, request_body};
+use ccr::providers::codewhisperer::internals::{ConvertOptions, convert, request_body};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::Path;

@@ -18,6 +18,7 @@
 pub mod anthropic;
 pub mod app;
 pub mod balancer;
+pub(crate) mod buffers;
 pub mod classify;
 pub mod cli;
 pub mod config;

@@ -247,6 +247,7 @@ async fn unknown_category_uses_default_rule_and_no_default_is_an_error() {
     assert!(!b.rule_failover("search"), "single without fallback and without failover");
     assert_eq!(b.rule_strategy("search"), Some(StrategyKind::Single));
     assert_eq!(b.rule_provider_count("search"), 1);
+    assert_eq!((b.max_attempts("thinking"), b.max_attempts("search")), (2, 1));
     assert_eq!(b.rule_category("thinking").as_deref(), Some("default"));
     let counters = b.snapshot().provider("a").expect("a").by_category.get("thinking").copied();
     assert_eq!(counters, Some(Counters { requests: 1, successes: 0, failures: 0, neutral: 1 }));

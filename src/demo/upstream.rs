@@ -54,7 +54,7 @@
 //! mid-stream, is reset; up rebinds the same port.
 
 use crate::providers::codewhisperer::convert::check_kiro_body;
-use crate::providers::codewhisperer::eventstream::{encode_event, encode_exception};
+use crate::providers::codewhisperer::frame::{encode_event, encode_exception};
 use crate::providers::codewhisperer::models;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -2354,8 +2354,8 @@ fn write_private_json(path: &Path, value: &Value) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::codewhisperer::events::{KiroEvent, parse_frame};
-    use crate::providers::codewhisperer::eventstream::{Frame, FrameDecoder, FrameError};
+    use crate::providers::codewhisperer::event::{KiroEvent, parse_frame};
+    use crate::providers::codewhisperer::frame::{Frame, FrameDecoder, FrameError};
 
     const HOUR: Duration = Duration::from_secs(3600);
 

@@ -10,30 +10,19 @@
 use super::runtime::{Live, Runtime};
 use crate::anthropic::types::{MessagesRequest, parse_request};
 use crate::anthropic::{ApiError, ErrorKind};
-use crate::balancer::{FailureKind, Lease, SelectError};
+use crate::balancer::{Lease, SelectError};
+use crate::buffers::{self, PooledBuf};
 use crate::classify::classify;
 use crate::config::Category;
-use crate::providers::codewhisperer::buffers::{self, PooledBuf};
-use crate::providers::codewhisperer::client::{
-    EventStream, UpstreamError, UpstreamErrorKind, next_quota_reset,
-};
-use crate::providers::codewhisperer::convert::{ConvertOptions, Converted, convert};
-use crate::providers::codewhisperer::events::KiroEvent;
-use crate::providers::codewhisperer::models::context_window;
-use crate::providers::codewhisperer::stream::{
-    MessageAggregator, ResponseOptions, SseTranslator, new_message_id,
-};
+use crate::providers::codewhisperer::{Prepared, SseAnswer, UpstreamError, prepare};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// Keep-alive `ping` interval while an answer streams (protocol notes §5.5).
-pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 
 /// What the client is told about routing, on every answer.
 #[derive(Debug, Clone)]
@@ -58,11 +47,6 @@ impl Route {
     }
 }
 
-/// Read the whole body, refusing more than `limit` bytes with an Anthropic 413.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| body_error(&e, limit))
-}
-
 /// The client's error for a body that could not be read: 413 past the limit, else 400.
 fn body_error(e: &(dyn std::error::Error + 'static), limit: usize) -> ApiError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -81,7 +65,8 @@ fn body_error(e: &(dyn std::error::Error + 'static), limit: usize) -> ApiError {
     }
 }
 
-/// [`read_body`] into a reused buffer (same limit, same errors): see [`buffers`].
+/// Read the whole body into a reused buffer (see [`buffers`]), refusing more than `limit`
+/// bytes with an Anthropic 413.
 pub async fn read_body_reused(body: Body, limit: usize) -> Result<PooledBuf, ApiError> {
     use axum::body::HttpBody;
     use http_body_util::BodyExt;
@@ -151,41 +136,27 @@ pub async fn messages(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
     let estimate = req.estimate_input_tokens();
     let category = classify(&req, estimate, live.thresholds);
     let mut route = Route { category, provider: None, attempts: 0 };
-    let (_, rule) = live.config.rule(category);
-    let converted =
-        match convert(&req, &ConvertOptions { model_id: rule.model.as_deref(), ..ConvertOptions::default() })
-        {
-            Ok(c) => c,
-            Err(e) => return route.respond(e.into_response()),
-        };
-    let options = ResponseOptions {
-        model: req.model.clone(),
-        thinking: converted.thinking,
-        input_tokens: estimate,
-        context_window: context_window(&converted.model_id),
-        tool_names: converted.tool_names.clone(),
+    let model = match live.config.rule(category) {
+        Ok((_, rule)) => rule.model.as_deref(),
+        Err(e) => {
+            tracing::error!("{e}");
+            return route
+                .respond(select_error(&SelectError::NoRule(category.as_str().into())).into_response());
+        }
     };
-    // Everything the attempts need is in `converted`: free the parsed request (as large as the
-    // body) before waiting on the upstream, not after.
-    let stream = req.stream;
+    let prepared = match prepare(&req, estimate, model) {
+        Ok(p) => p,
+        Err(e) => return route.respond(e.into_response()),
+    };
+    // Everything the attempts need is prepared: free the parsed request (as large as the body)
+    // before waiting on the upstream, not after.
     drop(req);
-    dispatch(&rt, &live, stream, &converted, options, &mut route).await
+    dispatch(&rt, &live, &prepared, &mut route).await
 }
 
-async fn dispatch(
-    rt: &Arc<Runtime>,
-    live: &Live,
-    stream: bool,
-    converted: &Converted,
-    options: ResponseOptions,
-    route: &mut Route,
-) -> Response {
+async fn dispatch(rt: &Arc<Runtime>, live: &Live, prepared: &Prepared, route: &mut Route) -> Response {
     let category = route.category.as_str();
-    let max_attempts = if rt.balancer.rule_failover(category) {
-        rt.balancer.rule_provider_count(category).max(1)
-    } else {
-        1
-    };
+    let max_attempts = rt.balancer.max_attempts(category);
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<UpstreamError> = None;
 
@@ -209,20 +180,20 @@ async fn dispatch(
             continue;
         };
         let sent_at = Instant::now();
-        match client.send(converted).await {
-            Ok((first, events)) => {
+        match client.send(prepared).await {
+            Ok(answer) => {
                 lease.first_byte(sent_at.elapsed());
-                if stream {
-                    return route.respond(stream_response(options, first, events, lease, sent_at));
+                if prepared.stream() {
+                    return route.respond(stream_response(answer.into_sse(), lease, sent_at));
                 }
-                match collect(options.clone(), first, events).await {
+                match answer.collect().await {
                     Ok(message) => {
                         lease.success(sent_at.elapsed());
                         return route.respond(axum::Json(message).into_response());
                     }
                     Err(err) => {
                         log_failure(&id, &err, route.attempts, max_attempts);
-                        lease.failure(failure_kind(&err), &err.message);
+                        lease.failure(err.failure_kind(), &err.message);
                         last_error = Some(err);
                     }
                 }
@@ -234,7 +205,7 @@ async fn dispatch(
             }
             Err(err) => {
                 log_failure(&id, &err, route.attempts, max_attempts);
-                lease.failure(failure_kind(&err), &err.message);
+                lease.failure(err.failure_kind(), &err.message);
                 last_error = Some(err);
             }
         }
@@ -251,34 +222,6 @@ fn log_failure(id: &str, err: &UpstreamError, attempt: usize, max: usize) {
     } else {
         tracing::warn!(provider = %id, attempt, "upstream failed: {}", err.message);
     }
-}
-
-/// How an upstream error counts against its provider.
-pub fn failure_kind(err: &UpstreamError) -> FailureKind {
-    match &err.kind {
-        UpstreamErrorKind::Connect => FailureKind::Connect,
-        UpstreamErrorKind::Timeout => FailureKind::Timeout,
-        UpstreamErrorKind::Server(code) => FailureKind::Status5xx(*code),
-        UpstreamErrorKind::Throttled { retry_after } => {
-            FailureKind::RateLimited { retry_after: *retry_after }
-        }
-        UpstreamErrorKind::Capacity => {
-            FailureKind::RateLimited { retry_after: Some(Duration::from_secs(10)) }
-        }
-        UpstreamErrorKind::QuotaExhausted => FailureKind::QuotaExhausted {
-            until: Some(Instant::now() + until_quota_reset(chrono::Utc::now())),
-        },
-        UpstreamErrorKind::Auth | UpstreamErrorKind::Suspended => FailureKind::Auth,
-        UpstreamErrorKind::Protocol
-        | UpstreamErrorKind::Validation
-        | UpstreamErrorKind::ContextTooLong
-        | UpstreamErrorKind::InvalidModel => FailureKind::Protocol,
-    }
-}
-
-/// Time until Kiro's monthly request quota resets: the first of next month, 00:00 UTC.
-pub fn until_quota_reset(now: chrono::DateTime<chrono::Utc>) -> Duration {
-    (next_quota_reset(now) - now).to_std().unwrap_or(Duration::from_secs(3600))
 }
 
 /// The client's error when no provider could be picked at all.
@@ -307,36 +250,9 @@ pub fn select_error(e: &SelectError) -> ApiError {
     }
 }
 
-/// Collect a whole answer into one Anthropic message (non-streaming requests).
-async fn collect(
-    options: ResponseOptions,
-    first: KiroEvent,
-    mut events: EventStream,
-) -> Result<serde_json::Value, UpstreamError> {
-    let mut message = MessageAggregator::new(options, new_message_id());
-    let mut next = Some(first);
-    while let Some(event) = next {
-        message.on_event(event).map_err(|e| {
-            UpstreamError::new(UpstreamErrorKind::Protocol, format!("upstream failed: {}", e.message))
-        })?;
-        next = events.next_event().await?;
-    }
-    Ok(message.finish())
-}
-
 /// The SSE answer: `message_start` and the first event go out at once, the rest as they come.
-fn stream_response(
-    options: ResponseOptions,
-    first: KiroEvent,
-    events: EventStream,
-    lease: Lease,
-    sent_at: Instant,
-) -> Response {
-    let mut translator = SseTranslator::new(options, new_message_id());
-    let mut buf = BytesMut::with_capacity(4096);
-    translator.start(&mut buf);
-    let state =
-        Streaming { translator, events, lease: Some(lease), buf, sent_at, pending_first: Some(first) };
+fn stream_response(sse: SseAnswer, lease: Lease, sent_at: Instant) -> Response {
+    let state = Streaming { sse, lease: Some(lease), sent_at };
     let body = Body::from_stream(futures_util::stream::unfold(state, |mut s| async move {
         let chunk = s.next_chunk().await?;
         Some((Ok::<_, std::io::Error>(chunk), s))
@@ -351,97 +267,31 @@ fn stream_response(
 /// One streaming answer in progress. Dropping it (client gone) drops the lease, which counts
 /// the attempt as neutral and releases the in-flight slot.
 struct Streaming {
-    translator: SseTranslator,
-    events: EventStream,
+    sse: SseAnswer,
     lease: Option<Lease>,
-    buf: BytesMut,
     sent_at: Instant,
-    pending_first: Option<KiroEvent>,
 }
 
 impl Streaming {
-    /// The next bytes for the client; `None` when the answer is complete.
-    ///
-    /// Each event is translated as soon as its frame is complete, and nothing waits for a frame
-    /// not yet received. Frames already at hand when one is translated leave in the same chunk
-    /// (one write to the client instead of several); the HTTP client hands over one upstream
-    /// chunk (one frame) at a time, so this batches only what is ready, mostly under load.
+    /// The next bytes for the client; `None` when the answer is complete. The lease is settled
+    /// as soon as the upstream's outcome is known.
     async fn next_chunk(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(first) = self.pending_first.take() {
-                self.on_event(first);
-                self.drain_arrived();
-            }
-            if !self.buf.is_empty() {
-                return Some(self.buf.split().freeze());
-            }
-            if self.translator.is_done() {
-                return None;
-            }
-            match tokio::time::timeout(PING_INTERVAL, self.events.next_event()).await {
-                Err(_) => self.translator.ping(&mut self.buf),
-                Ok(Ok(Some(event))) => {
-                    self.on_event(event);
-                    self.drain_arrived();
-                }
-                Ok(Ok(None)) => {
-                    self.translator.finish(&mut self.buf);
-                    if let Some(lease) = self.lease.take() {
-                        lease.success(self.sent_at.elapsed());
-                    }
-                }
-                Ok(Err(err)) => self.upstream_failed(&err),
+        let chunk = self.sse.next_chunk().await;
+        if let Some(outcome) = self.sse.take_outcome()
+            && let Some(lease) = self.lease.take()
+        {
+            match outcome {
+                Ok(()) => lease.success(self.sent_at.elapsed()),
+                Err(err) => lease.failure(err.failure_kind(), &err.message),
             }
         }
-    }
-
-    /// Translate the events that have already arrived, without waiting for more (see
-    /// [`EventStream::buffered_event`]).
-    fn drain_arrived(&mut self) {
-        while !self.translator.is_done() {
-            match self.events.buffered_event() {
-                Ok(Some(event)) => self.on_event(event),
-                Ok(None) => return,
-                Err(err) => {
-                    self.upstream_failed(&err);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// The upstream broke after the first byte: close the answer with an error event.
-    fn upstream_failed(&mut self, err: &UpstreamError) {
-        tracing::warn!("upstream failed mid-stream: {}", err.message);
-        self.translator.fail(&err.to_api_error(), &mut self.buf);
-        if let Some(lease) = self.lease.take() {
-            lease.failure(failure_kind(err), &err.message);
-        }
-    }
-
-    fn on_event(&mut self, event: KiroEvent) {
-        if let Err(err) = self.translator.on_event(event, &mut self.buf) {
-            // The translator already wrote the error event.
-            tracing::warn!("upstream reported a failure mid-stream: {}", err.message);
-            if let Some(lease) = self.lease.take() {
-                lease.failure(FailureKind::Protocol, &err.message);
-            }
-        }
+        chunk
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn quota_resets_on_the_first_of_next_month() {
-        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 30, 23, 0, 0).unwrap();
-        assert_eq!(until_quota_reset(now), Duration::from_secs(3600));
-        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 31, 0, 0, 0).unwrap();
-        assert_eq!(until_quota_reset(now), Duration::from_secs(24 * 3600));
-    }
 
     #[test]
     fn parse_body_accepts_and_rejects_exactly_like_parse_request() {
