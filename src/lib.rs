@@ -8,15 +8,19 @@
 //! - [`classify`]: request → routing category.
 //! - [`balancer`]: strategies, peak-EWMA, circuit breakers, health loop, commands, snapshot.
 //! - [`providers`]: the CodeWhisperer client (tokens, conversion, event-stream decoding).
-//! - [`server`]: the axum router: `/v1/messages`, monitoring and admin endpoints; the runtime.
-//! - [`snapshot`]: the operator's view of everything, published on a watch channel.
+//! - [`snapshot`]: the operator's view of everything, a pure function of the instance's state.
+//! - [`runtime`]: the running instance: live config and clients, balancer, reload, save, the
+//!   one command path, the snapshot publisher, the background tasks.
+//! - [`server`]: the axum router: `/v1/messages`, monitoring and admin endpoints.
 //! - [`status`]: the headless status table (`--show-lb-status`, `ccr status`).
-//! - [`app`]: assembling a running instance (server, health loop, publisher, watcher).
+//! - [`app`]: the glue on top: an instance with its server on a socket; the dashboard wired to it.
 //! - [`tui`]: the ratatui dashboard.
+//! - [`atomic_file`]: replacing a file in one step (token write-back, saved weights).
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
 
 pub mod anthropic;
 pub mod app;
+pub mod atomic_file;
 pub mod balancer;
 pub(crate) mod buffers;
 pub mod classify;
@@ -24,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod providers;
+pub mod runtime;
 pub mod server;
 pub mod snapshot;
 pub mod status;

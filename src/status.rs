@@ -5,12 +5,10 @@
 //! [`render`] is a pure function of the [`Snapshot`], so the table is the same wherever it comes
 //! from and is tested without a terminal or a server.
 
-use crate::app::Running;
 use crate::balancer::{BreakerState, HealthStatus};
 use crate::cli::StatusArgs;
 use crate::config;
-use crate::server::monitoring::STATUS_PATH;
-use crate::snapshot::{ProviderStatus, Snapshot, format_duration_ms};
+use crate::snapshot::{ProviderStatus, STATUS_PATH, Snapshot, format_duration_ms};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -191,8 +189,11 @@ fn signature(s: &Snapshot) -> Vec<String> {
 
 /// Print the status table at start, on every health / breaker / drain change, and every
 /// [`PRINT_EVERY`], on stdout, until the instance shuts down.
-pub fn spawn_printer(running: &Running) -> JoinHandle<()> {
-    spawn_printer_to(running.runtime.snapshots(), running.shutdown_signal(), std::io::stdout())
+pub fn spawn_printer(
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    spawn_printer_to(snapshots, shutdown, std::io::stdout())
 }
 
 /// [`spawn_printer`] to any writer (tests use a buffer). Stops when `shutdown` turns true, the
@@ -333,7 +334,7 @@ mod tests {
     use super::*;
     use crate::balancer::Command;
     use crate::config::{ConfigSource, parse_config};
-    use crate::server::Runtime;
+    use crate::runtime::Runtime;
     use std::sync::Mutex;
 
     const CONFIG: &str = r#"{

@@ -11,15 +11,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// The seed config with timers shrunk so breaker tests finish quickly.
-fn fast_seed(ups: &[ccr::demo::upstream::SimUpstream], dir: &std::path::Path) -> Value {
-    let mut c = seed_config_for(ups, dir);
-    for id in ["codewhisperer-primary", "codewhisperer-secondary"] {
-        c["providers"][id]["circuitBreaker"]["resetTimeout"] = json!(300);
-        c["providers"][id]["circuitBreaker"]["monitoringPeriod"] = json!(10000);
-        c["providers"][id]["connectTimeout"] = json!(500);
-    }
-    c["routing"]["longContextThreshold"] = json!(2000);
-    c
+fn fast_seed() -> ccr::demo::pool::SimPoolBuilder {
+    seed_pool()
+        .provider_defaults(json!({
+            "circuitBreaker": {"resetTimeout": 300, "monitoringPeriod": 10000},
+            "connectTimeout": 500,
+        }))
+        .merge(json!({"routing": {"longContextThreshold": 2000}}))
 }
 
 async fn provider_of(h: &Harness, body: &Value) -> (u16, String, String) {
@@ -38,7 +36,7 @@ fn tally(list: &[String]) -> HashMap<String, usize> {
 
 #[tokio::test]
 async fn default_rule_splits_exactly_70_30() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     let mut picks = Vec::new();
     for i in 0..100 {
         let (status, provider, body) = provider_of(&h, &main_turn(&format!("turn {i}"), true)).await;
@@ -57,7 +55,7 @@ async fn default_rule_splits_exactly_70_30() {
 
 #[tokio::test]
 async fn primary_down_mid_load_fails_over_opens_breaker_and_recovers_with_one_probe() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     h.upstreams[0].set_scenario(Scenario::Long(20));
     h.upstreams[1].set_scenario(Scenario::Long(20));
     h.upstreams[0].set_chunk_delay(Duration::from_millis(2));
@@ -122,7 +120,7 @@ fn search_turn(i: usize) -> Value {
 
 #[tokio::test]
 async fn slow_provider_loses_traffic_under_response_time() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     h.upstreams[1].set_latency(Duration::from_millis(400)); // the secondary is first in the search rule
     let mut picks = Vec::new();
     for i in 0..20 {
@@ -145,7 +143,7 @@ fn thinking_turn(i: usize) -> Value {
 
 #[tokio::test]
 async fn least_connections_balances_concurrent_streams() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     for up in &h.upstreams {
         up.set_chunk_delay(Duration::from_millis(30));
     }
@@ -171,7 +169,7 @@ async fn least_connections_balances_concurrent_streams() {
 
 #[tokio::test]
 async fn single_falls_back_and_returns() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     let long = main_turn(&"word ".repeat(3000), true);
     let (status, provider, _) = provider_of(&h, &long).await;
     assert_eq!((status, provider.as_str()), (200, "codewhisperer-primary"));
@@ -190,7 +188,7 @@ async fn single_falls_back_and_returns() {
 
 #[tokio::test]
 async fn all_providers_down_gives_a_clean_503_with_retry_after() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     for up in &h.upstreams {
         up.set_down(true);
     }
@@ -213,7 +211,7 @@ async fn all_providers_down_gives_a_clean_503_with_retry_after() {
 
 #[tokio::test]
 async fn in_flight_returns_to_zero_after_mixed_load_and_disconnects() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     for up in &h.upstreams {
         up.set_scenario(Scenario::Long(30));
         up.set_chunk_delay(Duration::from_millis(2));

@@ -7,7 +7,6 @@
 //! they arrive; a non-streaming answer is collected and, since nothing reached the client yet,
 //! a failure part-way through still fails over.
 
-use super::runtime::{Live, Runtime};
 use crate::anthropic::types::{MessagesRequest, parse_request};
 use crate::anthropic::{ApiError, ErrorKind};
 use crate::balancer::{Lease, SelectError};
@@ -15,6 +14,7 @@ use crate::buffers::{self, PooledBuf};
 use crate::classify::classify;
 use crate::config::Category;
 use crate::providers::codewhisperer::{Prepared, SseAnswer, UpstreamError, prepare};
+use crate::runtime::{Live, Runtime};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -4,9 +4,8 @@
 pub mod admin;
 pub mod messages;
 pub mod monitoring;
-pub mod runtime;
 
-pub use runtime::{Live, ReloadStatus, Runtime};
+use crate::runtime::Runtime;
 
 use crate::anthropic::{ApiError, ErrorKind};
 use axum::Router;

@@ -10,8 +10,9 @@
 //! health endpoint and `<health>/providers`, the Prometheus endpoint, and the dashboard JSON
 //! (only with `dashboardEnabled`). `monitoring.enabled: false` serves none of them.
 
-use super::Runtime;
 use crate::balancer::{BreakerState, Counters, HealthStatus};
+use crate::runtime::Runtime;
+pub use crate::snapshot::STATUS_PATH;
 use crate::snapshot::{ProviderStatus, ProviderView, Snapshot, TTFB_BUCKETS_SECONDS};
 use axum::Router;
 use axum::extract::State;
@@ -30,8 +31,6 @@ pub const LOAD_BALANCING_PATH: &str = "/metrics/load-balancing";
 pub const CIRCUIT_BREAKERS_PATH: &str = "/metrics/circuit-breakers";
 /// The seed's dashboard JSON.
 pub const DASHBOARD_PATH: &str = "/dashboard/load-balancing";
-/// The whole snapshot as JSON (what `ccr status` reads).
-pub const STATUS_PATH: &str = "/status";
 
 /// The content type of the Prometheus text exposition format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

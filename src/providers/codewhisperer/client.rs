@@ -14,9 +14,6 @@ use super::error::{UpstreamError, UpstreamErrorKind, classify_status, is_bearer_
 use super::token::{Credential, TokenManager, TokenStatus, describe_transport};
 use crate::config::{Provider, expand_tilde, ms};
 use futures_util::StreamExt;
-
-/// Where the simulated upstream has long found the quota reset.
-pub(crate) use super::error::next_quota_reset;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 
 use crate::snapshot::{Snapshot, format_duration_ms};
 use crate::tui::app::App;
-use crate::tui::command::Outcome;
+use crate::tui::command::Progress;
 use crate::tui::theme;
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -81,16 +81,16 @@ fn config_line(s: &Snapshot) -> Line<'static> {
 fn feedback_line(app: &App) -> Line<'static> {
     match app.feedback() {
         Some(f) => {
-            let (mark, style) = match f.outcome {
-                Outcome::Pending => ("…", theme::DIM),
-                Outcome::Done => ("»", theme::GOOD),
-                Outcome::Failed => ("✗", theme::BAD),
+            let (mark, style) = match f.progress {
+                Progress::Pending => ("…", theme::DIM),
+                Progress::Done => ("»", theme::GOOD),
+                Progress::Failed => ("✗", theme::BAD),
             };
             Line::from(vec![
                 Span::styled(format!(" {mark} "), style),
                 Span::styled(
                     f.text.clone(),
-                    if f.outcome == Outcome::Failed { theme::BAD } else { theme::TEXT },
+                    if f.progress == Progress::Failed { theme::BAD } else { theme::TEXT },
                 ),
             ])
         }
