@@ -35,6 +35,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     health: JoinHandle<()>,
+    usage: JoinHandle<()>,
     publisher: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
 }
@@ -67,13 +68,19 @@ pub async fn launch(
     let (shutdown, rx) = watch::channel(false);
 
     let health = spawn_health_loop(runtime.balancer.clone(), probe_fn(&runtime), rx.clone(), None);
+    let usage = crate::usage::poller::spawn_usage_poller(
+        runtime.balancer.clone(),
+        usage_fn(&runtime),
+        rx.clone(),
+        None,
+    );
     let publisher = crate::snapshot::spawn_publisher(runtime.clone(), rx.clone());
     let watcher = spawn_config_watcher(&runtime, rx.clone());
     let mut server_rx = rx.clone();
     let server = tokio::spawn(server::serve(listener, runtime.clone(), async move {
         let _ = server_rx.wait_for(|stop| *stop).await;
     }));
-    Ok(Running { runtime, addr, shutdown, server, health, publisher, watcher })
+    Ok(Running { runtime, addr, shutdown, server, health, usage, publisher, watcher })
 }
 
 /// Hot reload: re-read the config file when it changes. Without a file (the built-in default)
@@ -111,6 +118,25 @@ pub fn probe_fn(rt: &Arc<Runtime>) -> ProbeFn {
     })
 }
 
+/// The usage check: the provider's own client's `getUsageLimits`, looked up in the live config.
+pub fn usage_fn(rt: &Arc<Runtime>) -> crate::usage::poller::UsageFn {
+    use crate::balancer::UsageProblem;
+    let rt = Arc::downgrade(rt);
+    Arc::new(move |id: String| {
+        let rt = rt.clone();
+        Box::pin(async move {
+            let rt = rt.upgrade().ok_or_else(|| UsageProblem::Other("shutting down".into()))?;
+            let client = rt
+                .live()
+                .clients
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| UsageProblem::Other(format!("no provider {id}")))?;
+            client.usage_limits().await
+        })
+    })
+}
+
 impl Running {
     /// The base URL clients use, e.g. `http://127.0.0.1:3456`.
     pub fn base_url(&self) -> String {
@@ -126,6 +152,7 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.health.await;
+        let _ = self.usage.await;
         let _ = self.publisher.await;
         if let Some(watcher) = self.watcher {
             let _ = watcher.await;

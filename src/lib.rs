@@ -27,3 +27,4 @@ pub mod server;
 pub mod snapshot;
 pub mod status;
 pub mod tui;
+pub mod usage;

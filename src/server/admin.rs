@@ -40,6 +40,7 @@ pub fn router(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
         .route("/admin/providers/{id}/undrain", post(undrain))
         .route("/admin/providers/{id}/breaker/reset", post(reset_breaker))
         .route("/admin/providers/{id}/health-check", post(check_now))
+        .route("/admin/providers/{id}/usage-check", post(check_usage))
         .route("/admin/reload", post(reload))
         .route("/admin/weights/save", post(save_weights))
         .route_layer(middleware::from_fn_with_state(rt.clone(), require_admin_access))
@@ -80,9 +81,8 @@ impl AdminError {
             AdminError::Command(CommandError::NotInRule { .. }) | AdminError::Body(_) => {
                 (ErrorKind::InvalidRequestError, StatusCode::BAD_REQUEST)
             }
-            AdminError::Command(CommandError::NoHealthCheck(_)) | AdminError::Save(_) => {
-                (ErrorKind::InvalidRequestError, StatusCode::CONFLICT)
-            }
+            AdminError::Command(CommandError::NoHealthCheck(_) | CommandError::NoUsageCheck(_))
+            | AdminError::Save(_) => (ErrorKind::InvalidRequestError, StatusCode::CONFLICT),
             AdminError::Reload(_) => (ErrorKind::InvalidRequestError, StatusCode::UNPROCESSABLE_ENTITY),
         };
         ApiError::new(kind, self.to_string()).with_status(status)
@@ -171,6 +171,10 @@ async fn reset_breaker(
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
     command(&rt, Command::ResetBreaker(id))
+}
+
+async fn check_usage(State(rt): State<Arc<Runtime>>, Path(id): Path<String>) -> Result<Response, AdminError> {
+    command(&rt, Command::CheckUsage(id))
 }
 
 async fn check_now(State(rt): State<Arc<Runtime>>, Path(id): Path<String>) -> Result<Response, AdminError> {

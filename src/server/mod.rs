@@ -5,6 +5,7 @@ pub mod admin;
 pub mod messages;
 pub mod monitoring;
 pub mod runtime;
+pub mod session;
 
 pub use runtime::{Live, ReloadStatus, Runtime};
 
@@ -29,6 +30,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
     Router::new()
         .merge(api)
         .merge(monitoring::router(&rt))
+        .route("/sessions/{id}", axum::routing::get(session::session_handler))
         .merge(admin::router(&rt))
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())

@@ -22,6 +22,8 @@ pub enum KiroEvent {
     ContextUsage { percentage: f64 },
     /// `metadataEvent.tokenUsage`. `input_tokens` = uncached + cache-read input tokens.
     Usage { input_tokens: u64, output_tokens: u64, cache_read: u64, cache_write: u64 },
+    /// `meteringEvent`: the credits this answer cost the account (protocol notes §7.6).
+    Metering { credits: f64 },
     /// An exception frame (`:message-type` = `exception`), e.g. `ContentLengthExceededException`.
     Exception { kind: String, message: String },
     /// An error frame (`:message-type` = `error`).
@@ -98,6 +100,12 @@ struct TokenUsage {
 }
 
 #[derive(Deserialize)]
+struct MeteringPayload {
+    #[serde(default)]
+    usage: Option<f64>,
+}
+
+#[derive(Deserialize)]
 struct InvalidStatePayload {
     #[serde(default)]
     reason: Option<String>,
@@ -165,6 +173,11 @@ fn parse_event(event: &str, payload: &[u8]) -> Result<KiroEvent, EventError> {
                 }
             }
             None => KiroEvent::Ignored(event.to_owned()),
+        },
+        // Metering never fails an answer: a payload without a usable number is ignored.
+        "meteringEvent" => match decode::<MeteringPayload>(event, payload).ok().and_then(|p| p.usage) {
+            Some(credits) if credits.is_finite() && credits >= 0.0 => KiroEvent::Metering { credits },
+            _ => KiroEvent::Ignored(event.to_owned()),
         },
         "invalidStateEvent" => {
             let p: InvalidStatePayload = decode(event, payload)?;
@@ -334,11 +347,14 @@ mod tests {
     }
 
     #[test]
-    fn metering_and_unknown_events_are_ignored() {
+    fn metering_is_read_and_unknown_events_are_ignored() {
         assert_eq!(
             event("meteringEvent", r#"{"unit":"credit","unitPlural":"credits","usage":0.17618616013267}"#),
-            KiroEvent::Ignored("meteringEvent".into())
+            KiroEvent::Metering { credits: 0.17618616013267 }
         );
+        for bad in [r#"{"usage":"x"}"#, r#"{"usage":-1}"#, "{}", "nope"] {
+            assert_eq!(event("meteringEvent", bad), KiroEvent::Ignored("meteringEvent".into()), "{bad}");
+        }
         assert_eq!(event("brandNewEvent", "garbage"), KiroEvent::Ignored("brandNewEvent".into()));
         assert_eq!(
             event("messageMetadataEvent", r#"{"conversationId":"c"}"#),
