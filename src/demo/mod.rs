@@ -4,6 +4,7 @@
 //! - [`traffic`]: a synthetic Claude Code sending a realistic request mix through the proxy.
 //! - [`run`]: `ccr demo`: upstreams + ccr + traffic, with fault injection.
 
+pub mod account;
 pub mod run;
 pub mod traffic;
 pub mod upstream;

@@ -70,6 +70,10 @@ impl Faults {
                 up.set_error_rate(*error_rate);
                 format!("500-error rate {:.0} %", *error_rate * 100.0)
             }
+            DemoAction::ExhaustCredits => {
+                up.update_account(super::account::SimAccount::exhaust);
+                "credits used up (its next request gets 402 MONTHLY_REQUEST_COUNT)".to_string()
+            }
         };
         tracing::info!("demo: {provider} {message}");
         Ok(format!("{provider}: {message}"))
@@ -99,6 +103,21 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Traffic workers (concurrent simulated Claude Code sessions).
     pub workers: usize,
+}
+
+/// The demo's accounts: a roomy PRO+ account with a bonus, and a FREE account on a free trial
+/// that is two thirds used, so the credits gauges, tiers and the `x` key have something to show.
+pub fn demo_account(index: usize) -> super::account::SimAccount {
+    use super::account::SimAccount;
+    if index == 0 {
+        let mut a = SimAccount::new("KIRO PRO+", 2000.0, 412.5);
+        a.bonuses = vec![(20.0, 250.0)];
+        a
+    } else {
+        let mut a = SimAccount::new("KIRO FREE", 50.0, 31.0);
+        a.free_trial = Some((120.0, 150.0));
+        a
+    }
 }
 
 /// The seed config pointed at the demo upstreams, with timers sized for a demo: health checks
@@ -141,6 +160,7 @@ impl Demo {
                 ..SimOptions::named(*id)
             })
             .await?;
+            sim.set_account(Some(demo_account(i)));
             upstreams.push(Arc::new(sim));
         }
         let config_value = demo_config(&upstreams, dir.path())?;
@@ -208,7 +228,7 @@ pub async fn run_headless(options: DemoOptions, duration: Duration) -> color_eyr
 pub async fn run_interactive(options: DemoOptions) -> color_eyre::Result<()> {
     let demo = Demo::start(options).await?;
     tracing::info!(
-        "demo: ccr on {}, simulated upstreams {}; keys d/u take the selected upstream down/up, ]/[ latency, e/E errors",
+        "demo: ccr on {}, simulated upstreams {}; keys d/D take the selected upstream down/up, ]/[ latency, e/E errors, x uses up its credits, u checks them",
         demo.running.base_url(),
         demo.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
     );

@@ -742,6 +742,8 @@ struct Shared {
     power: watch::Sender<Power>,
     /// `Some(epoch)` while a listener of that epoch accepts connections.
     listening: watch::Sender<Option<u64>>,
+    /// The simulated account's credits, when set (see [`super::account`]).
+    account: Mutex<Option<super::account::SimAccount>>,
 }
 
 /// Lock a mutex, ignoring poisoning: the sim's state stays usable after a panicking test thread.
@@ -982,6 +984,14 @@ fn quota_exhausted() -> Response {
     )
 }
 
+fn suspended() -> Response {
+    aws_error(
+        StatusCode::FORBIDDEN,
+        "AccessDeniedException",
+        json!({"message": super::account::SUSPENDED_MESSAGE, "reason": "TEMPORARILY_SUSPENDED"}),
+    )
+}
+
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut response =
         (status, axum::Json(json!({"error": error, "error_description": description}))).into_response();
@@ -1090,6 +1100,11 @@ async fn generate(
         && sim.counters.streams_started.load(Ordering::Relaxed) >= sim.fixed.usage_limit
     {
         return quota_exhausted();
+    }
+    match lock(&sim.account).as_ref() {
+        Some(a) if a.suspended => return suspended(),
+        Some(a) if a.exhausted() => return quota_exhausted(),
+        _ => {}
     }
 
     let plan = Plan::choose(&view, &knobs, sim.fixed.long_frames);
@@ -1272,9 +1287,17 @@ async fn usage_limits(
         .filter(|v| !v.is_empty())
         .unwrap_or("AGENTIC_REQUEST")
         .to_owned();
+    let now = Utc::now();
+    if let Some(account) = lock(&sim.account).clone() {
+        if account.suspended {
+            return suspended();
+        }
+        let mut response = axum::Json(account.usage_json(&resource_type, now, &sim.name)).into_response();
+        add_request_id(&mut response);
+        return response;
+    }
     let used = sim.counters.streams_started.load(Ordering::Relaxed);
     let limit = sim.fixed.usage_limit;
-    let now = Utc::now();
     let reset = crate::providers::codewhisperer::client::next_quota_reset(now);
     let reset_epoch = reset.timestamp() as f64;
     let days = (reset - now).num_days().max(0);
@@ -1709,6 +1732,9 @@ impl<'s> Script<'s> {
         });
         let credits = ((0.01 + output_tokens as f64 * 0.0001) * 1e6).round() / 1e6;
         self.event("meteringEvent", &json!({"unit": "credit", "unitPlural": "credits", "usage": credits}));
+        if let Some(a) = lock(&self.sim.account).as_mut() {
+            a.charge(credits);
+        }
         self.event("contextUsageEvent", &json!({"contextUsagePercentage": percentage}));
         if knobs.metadata_event {
             self.event(
@@ -2045,9 +2071,28 @@ impl SimUpstream {
             last_rejection: Mutex::new(None),
             power: watch::Sender::new(Power::default()),
             listening: watch::Sender::new(Some(0)),
+            account: Mutex::new(None),
         });
         let supervisor = tokio::spawn(supervise(shared.clone(), listener));
         Ok(SimUpstream { shared, supervisor: Mutex::new(Some(supervisor)) })
+    }
+
+    /// Gives the sim an account with credits (see [`super::account`]); `None` goes back to the
+    /// plain stream-counting usage.
+    pub fn set_account(&self, account: Option<super::account::SimAccount>) {
+        *lock(&self.shared.account) = account;
+    }
+
+    /// The account, as it stands now.
+    pub fn account(&self) -> Option<super::account::SimAccount> {
+        lock(&self.shared.account).clone()
+    }
+
+    /// Changes the account in place (no-op without one).
+    pub fn update_account(&self, f: impl FnOnce(&mut super::account::SimAccount)) {
+        if let Some(a) = lock(&self.shared.account).as_mut() {
+            f(a);
+        }
     }
 
     /// [`SimOptions::name`].
