@@ -320,7 +320,10 @@ pub fn provider_status(p: &ProviderSnapshot, now_ms: u64) -> (ProviderStatus, Op
         );
     }
     if let Some(reason) = &p.needs_login {
-        return (ProviderStatus::NeedsLogin, Some(format!("the login is no longer valid; log in again ({reason})")));
+        return (
+            ProviderStatus::NeedsLogin,
+            Some(format!("the login is no longer valid; log in again ({reason})")),
+        );
     }
     if let Some(at) = p.quota_exhausted_until_ms {
         let reset = p.usage.as_ref().and_then(|u| u.reset_at).map_or_else(String::new, |t| {

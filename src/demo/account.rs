@@ -76,7 +76,8 @@ impl SimAccount {
 
     /// The `getUsageLimits` answer.
     pub fn usage_json(&self, resource_type: &str, now: DateTime<Utc>, user: &str) -> Value {
-        let reset = self.reset_at.unwrap_or_else(|| crate::providers::codewhisperer::client::next_quota_reset(now));
+        let reset =
+            self.reset_at.unwrap_or_else(|| crate::providers::codewhisperer::client::next_quota_reset(now));
         let reset_epoch = reset.timestamp() as f64;
         let mut entry = json!({
             "resourceType": resource_type,
@@ -122,7 +123,8 @@ mod tests {
         let mut a = SimAccount::new("KIRO PRO", 100.0, 10.25);
         a.free_trial = Some((5.0, 500.0));
         a.bonuses = vec![(1.0, 50.0)];
-        let report = parse_usage_limits(&a.usage_json("AGENTIC_REQUEST", Utc::now(), "a").to_string()).expect("parses");
+        let report = parse_usage_limits(&a.usage_json("AGENTIC_REQUEST", Utc::now(), "a").to_string())
+            .expect("parses");
         assert_eq!((report.used, report.limit), (16.25, 650.0));
         assert_eq!(report.tier.as_deref(), Some("KIRO PRO"));
         assert!(!a.exhausted());

@@ -434,12 +434,20 @@ pub fn prometheus_text(s: &Snapshot) -> String {
         m.sample("ccr_upstream_ttfb_seconds_count", &[("provider", id)], h.count as f64);
     }
 
-    m.per_provider(s, "ccr_account_credits_used", "gauge", "Credits used this month (last report + metered).", |p| {
-        p.core.usage.as_ref().map(|u| u.used)
-    });
-    m.per_provider(s, "ccr_account_credits_limit", "gauge", "Credits this month (base + free trial + bonuses).", |p| {
-        p.core.usage.as_ref().map(|u| u.limit)
-    });
+    m.per_provider(
+        s,
+        "ccr_account_credits_used",
+        "gauge",
+        "Credits used this month (last report + metered).",
+        |p| p.core.usage.as_ref().map(|u| u.used),
+    );
+    m.per_provider(
+        s,
+        "ccr_account_credits_limit",
+        "gauge",
+        "Credits this month (base + free trial + bonuses).",
+        |p| p.core.usage.as_ref().map(|u| u.limit),
+    );
     m.per_provider(
         s,
         "ccr_account_credits_reset_timestamp_seconds",

@@ -12,8 +12,19 @@ use ratatui::widgets::{Block, Cell, Row, Table, TableState};
 
 /// Column headers, in order.
 const HEADERS: [&str; 13] = [
-    "provider", "status", "credits", "tier", "reset", "sess", "breaker", "weight", "in-flt", "ewma ms", "reqs",
-    "errs", "last error",
+    "provider",
+    "status",
+    "credits",
+    "tier",
+    "reset",
+    "sess",
+    "breaker",
+    "weight",
+    "in-flt",
+    "ewma ms",
+    "reqs",
+    "errs",
+    "last error",
 ];
 
 /// Cells of the credits gauge.
@@ -72,7 +83,8 @@ fn credit_cells(view: &ProviderView, now: chrono::DateTime<chrono::Utc>) -> [Cel
     let filled = ((share * GAUGE_CELLS as f64).round() as usize).min(GAUGE_CELLS);
     let bar = format!("{}{} {:>2.0}%", "▰".repeat(filled), "▱".repeat(GAUGE_CELLS - filled), share * 100.0);
     let tier = u.tier.as_deref().map_or("-".to_owned(), |t| t.trim_start_matches("KIRO ").to_owned());
-    let reset = u.reset_at.map_or("-".to_owned(), |t| format!("{}d", ((t - now).num_hours().max(0) + 23) / 24));
+    let reset =
+        u.reset_at.map_or("-".to_owned(), |t| format!("{}d", ((t - now).num_hours().max(0) + 23) / 24));
     [Cell::from(Span::styled(bar, theme::credits(share))), Cell::from(tier), Cell::from(reset)]
 }
 
