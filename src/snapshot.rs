@@ -685,6 +685,11 @@ mod tests {
             counters: Counters::default(),
             by_category: Default::default(),
             last_error: None,
+            usage: None,
+            usage_error: None,
+            sessions: 0,
+            suspended: None,
+            needs_login: None,
         }
     }
 

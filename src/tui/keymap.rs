@@ -198,7 +198,8 @@ pub const PROVIDER_FOOTER: &[FooterEntry] = &[
 ];
 
 /// The footer's short list for the demo's fault keys.
-pub const DEMO_FOOTER: &[FooterEntry] = &[("d/u", "down/up"), ("]/[", "latency"), ("e/E", "errors")];
+pub const DEMO_FOOTER: &[FooterEntry] =
+    &[("d/D", "down/up"), ("]/[", "latency"), ("e/E", "errors"), ("x", "credits")];
 
 /// The footer's short list while the log pane has the keyboard.
 pub const LOG_FOOTER: &[FooterEntry] =
@@ -416,13 +417,15 @@ mod tests {
         expect(PROVIDERS, "f", Action::ToggleDrain);
         expect(PROVIDERS, "b", Action::ResetBreaker);
         expect(PROVIDERS, "h", Action::CheckNow);
+        expect(PROVIDERS, "u", Action::CheckUsage);
         expect(PROVIDERS, "s", Action::SaveWeights);
         expect(PROVIDERS, "r", Action::Reload);
         expect(PROVIDERS, "l", Action::FocusLogs);
         expect(PROVIDERS, "+/-", Action::WeightUp);
         expect(PROVIDERS, "+/-", Action::WeightDown);
-        expect(DEMO, "d/u", Action::Demo(DemoAction::TakeDown));
-        expect(DEMO, "d/u", Action::Demo(DemoAction::BringBack));
+        expect(DEMO, "d/D", Action::Demo(DemoAction::TakeDown));
+        expect(DEMO, "d/D", Action::Demo(DemoAction::BringBack));
+        expect(DEMO, "x", Action::Demo(DemoAction::ExhaustCredits));
         expect(DEMO, "]/[", Action::Demo(DemoAction::AddLatency));
         expect(DEMO, "e/E", Action::Demo(DemoAction::LowerErrors));
         expect(LOGS, "l", Action::FocusProviders);

@@ -37,9 +37,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let widths = [
         Constraint::Length(u16::try_from(id_width).unwrap_or(24)),
         Constraint::Length(8),
-        Constraint::Length(10),
+        Constraint::Length(9),
         Constraint::Length(5),
-        Constraint::Length(5),
+        Constraint::Length(4),
         Constraint::Length(4),
         Constraint::Length(9),
         Constraint::Length(7),
@@ -81,7 +81,7 @@ fn credit_cells(view: &ProviderView, now: chrono::DateTime<chrono::Utc>) -> [Cel
     let Some(u) = &view.core.usage else { return [dash(), dash(), dash()] };
     let share = if u.limit > 0.0 { (u.remaining / u.limit).clamp(0.0, 1.0) } else { 0.0 };
     let filled = ((share * GAUGE_CELLS as f64).round() as usize).min(GAUGE_CELLS);
-    let bar = format!("{}{} {:>2.0}%", "▰".repeat(filled), "▱".repeat(GAUGE_CELLS - filled), share * 100.0);
+    let bar = format!("{}{}{:>3.0}%", "▰".repeat(filled), "▱".repeat(GAUGE_CELLS - filled), share * 100.0);
     let tier = u.tier.as_deref().map_or("-".to_owned(), |t| t.trim_start_matches("KIRO ").to_owned());
     let reset =
         u.reset_at.map_or("-".to_owned(), |t| format!("{}d", ((t - now).num_hours().max(0) + 23) / 24));
