@@ -19,6 +19,13 @@ fn fast_seed(ups: &[ccr::demo::upstream::SimUpstream], dir: &std::path::Path) ->
         c["providers"][id]["connectTimeout"] = json!(500);
     }
     c["routing"]["longContextThreshold"] = json!(2000);
+    // These tests send every request from one Claude Code session and measure how requests are
+    // spread: conversation affinity (on by default) would keep them all on one account.
+    if let Some(rules) = c["routing"]["rules"].as_object_mut() {
+        for rule in rules.values_mut() {
+            rule["loadBalancing"]["sticky"] = json!(false);
+        }
+    }
     c
 }
 

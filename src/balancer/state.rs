@@ -77,7 +77,8 @@ pub(crate) struct Blocks {
     pub suspended: bool,
     /// Its login is dead (refresh answered `invalid_grant`).
     pub needs_login: bool,
-    /// Its tier or model list does not include the request's model.
+    /// Its tier or model list does not include the request's model: skipped while another can
+    /// serve (when none can, the upstream has the last word).
     pub model_not_served: bool,
     /// At or below its credit reserve: skipped while another can serve.
     pub below_reserve: bool,
@@ -92,7 +93,6 @@ impl Blocks {
             || self.breaker.is_some()
             || self.suspended
             || self.needs_login
-            || self.model_not_served
     }
 
     /// The reasons, for snapshots.
@@ -429,18 +429,22 @@ impl State {
             }
         }
 
-        // Accounts at or below their credit reserve only serve when nothing else can.
-        let above_reserve: Vec<bool> = entries
-            .iter()
-            .zip(&usable)
-            .map(|((_, b), &u)| u && !b.as_ref().is_some_and(|b| b.below_reserve))
-            .collect();
-        if above_reserve.iter().any(|&u| u) {
-            usable = above_reserve;
+        // Accounts whose tier lacks the model, then accounts at or below their credit reserve,
+        // only serve when nothing else can.
+        let soft: [fn(&Blocks) -> bool; 2] = [|b| b.model_not_served, |b| b.below_reserve];
+        for skip in soft {
+            let preferred: Vec<bool> =
+                entries.iter().zip(&usable).map(|((_, b), &u)| u && !b.as_ref().is_some_and(skip)).collect();
+            if preferred.iter().any(|&u| u) {
+                usable = preferred;
+            }
         }
 
         // Conversation affinity: the bound provider while it is eligible.
-        let session = place.session.filter(|_| rule.spec.sticky);
+        // Not for `single`: it already names the account, and its fallback only stands in while
+        // the first provider cannot serve (conversations go back to it).
+        let session =
+            place.session.filter(|_| rule.spec.sticky && rule.spec.strategy != StrategyKind::Single);
         let bound_pos = session.and_then(|s| {
             let bound = sessions.bound_to(s, &rule.spec.category, rule.spec.sticky_ttl, now)?;
             rule.candidates.iter().position(|c| c == bound)

@@ -45,7 +45,9 @@ pub fn single_config_for(up: &SimUpstream, dir: &std::path::Path) -> Value {
         "providers": {"solo": {
             "type": "aws", "authMethod": "kiro-token", "tokenPath": token.to_string_lossy(),
             "endpoint": up.base_url(), "authEndpoint": up.base_url(),
-            "firstByteTimeout": 5000, "idleTimeout": 5000
+            "firstByteTimeout": 5000, "idleTimeout": 5000,
+            // No usage poller: these tests count the upstream's calls (refreshes, rejections).
+            "usage": {"enabled": false}
         }}
     })
 }
