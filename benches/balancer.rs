@@ -13,7 +13,7 @@ use ccr::anthropic::types::parse_request;
 use ccr::balancer::{Balancer, Placement};
 use ccr::classify::{Thresholds, classify};
 use ccr::config::parse_config;
-use ccr::server::runtime::balancer_spec;
+use ccr::runtime::balancer_spec;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use serde_json::{Value, json};

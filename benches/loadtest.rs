@@ -9,7 +9,8 @@
 //!
 //! What it does:
 //!
-//! 1. starts a simulated CodeWhisperer upstream ([`ccr::demo::upstream`]) in this process;
+//! 1. starts a simulated CodeWhisperer upstream ([`ccr::demo::upstream`]) in this process, with
+//!    its token file and a config for ccr ([`ccr::demo::pool`]);
 //! 2. starts the real `ccr` binary (`ccr start --config <tmp>`) as a child process in front of it,
 //!    so that its memory can be read from `/proc/<pid>/status`;
 //! 3. starts a **bare forwarder** as another child process (this harness re-run with
@@ -38,7 +39,8 @@ mod shapes;
 
 use bytes::Bytes;
 use ccr::anthropic::types::parse_request;
-use ccr::demo::upstream::{SimOptions, SimUpstream, write_social_token_file};
+use ccr::demo::pool::{Account, SimPool, SimPoolBuilder};
+use ccr::demo::upstream::{SimOptions, SimUpstream};
 use ccr::providers::codewhisperer::convert::{ConvertOptions, convert, request_body};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -227,25 +229,32 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn start_ccr(dir: &Path, sim: &SimUpstream, http: &reqwest::Client) -> Result<ChildProcess, BoxError> {
-    let token = dir.join("token.json");
-    write_social_token_file(&token, &sim.issue_credentials(Duration::from_secs(4 * 3600)))?;
-    let config = json!({
-        "name": "loadtest",
-        "routing": {"rules": {"default": {"providers": ["sim"]}}},
-        "providers": {"sim": {
-            "type": "aws", "authMethod": "kiro-token", "tokenPath": token.to_string_lossy(),
-            "endpoint": sim.base_url(), "authEndpoint": sim.base_url(),
-            "maxConcurrentRequests": 1024,
-            "firstByteTimeout": 30000, "idleTimeout": 30000
-        }}
-    });
-    let config_path = dir.join("config.json");
-    std::fs::write(&config_path, serde_json::to_string_pretty(&config)?)?;
+/// The simulated account behind ccr: one upstream, a 4-hour login, a config named `loadtest`
+/// with room for every concurrent request.
+fn loadtest_pool() -> SimPoolBuilder {
+    SimPool::builder()
+        .account(
+            "sim",
+            Account::new()
+                .sim(SimOptions {
+                    chunk_delay: Duration::ZERO,
+                    max_body_bytes: 8 * 1024 * 1024,
+                    ..SimOptions::named("loadtest-sim")
+                })
+                .token_ttl(Duration::from_secs(4 * 3600))
+                .provider(
+                    json!({"maxConcurrentRequests": 1024, "firstByteTimeout": 30000, "idleTimeout": 30000}),
+                ),
+        )
+        .rule("default", json!({"providers": ["sim"]}))
+        .merge(json!({"name": "loadtest"}))
+}
+
+async fn start_ccr(pool: &SimPool, http: &reqwest::Client) -> Result<ChildProcess, BoxError> {
     let port = free_port()?;
     let mut command = Command::new(env!("CARGO_BIN_EXE_ccr"));
-    command.args(["start", "--config"]).arg(&config_path).args(["--port", &port.to_string()]);
-    ChildProcess::spawn(command, port, dir.join("ccr.log"), http).await
+    command.args(["start", "--config"]).arg(&pool.config_path).args(["--port", &port.to_string()]);
+    ChildProcess::spawn(command, port, pool.dir().join("ccr.log"), http).await
 }
 
 async fn start_bare(dir: &Path, sim: &SimUpstream, http: &reqwest::Client) -> Result<ChildProcess, BoxError> {
@@ -621,17 +630,12 @@ fn mib(kib: u64) -> String {
 
 async fn run(plan: Plan) -> Result<(), BoxError> {
     let started = Instant::now();
-    let dir = tempfile::tempdir()?;
-    let sim = SimUpstream::start(SimOptions {
-        chunk_delay: Duration::ZERO,
-        max_body_bytes: 8 * 1024 * 1024,
-        ..SimOptions::named("loadtest-sim")
-    })
-    .await?;
+    let pool = loadtest_pool().start().await?;
+    let sim = pool.upstreams[0].clone();
     let http =
         reqwest::Client::builder().no_proxy().tcp_nodelay(true).pool_max_idle_per_host(1024).build()?;
-    let ccr = start_ccr(dir.path(), &sim, &http).await?;
-    let bare = start_bare(dir.path(), &sim, &http).await?;
+    let ccr = start_ccr(&pool, &http).await?;
+    let bare = start_bare(pool.dir(), &sim, &http).await?;
     let credentials = sim.issue_credentials(Duration::from_secs(4 * 3600));
     let target = Arc::new(Target {
         http,

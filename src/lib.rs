@@ -8,23 +8,34 @@
 //! - [`classify`]: request → routing category.
 //! - [`balancer`]: strategies, peak-EWMA, circuit breakers, health loop, commands, snapshot.
 //! - [`providers`]: the CodeWhisperer client (tokens, conversion, event-stream decoding).
-//! - [`server`]: the axum router: `/v1/messages`, monitoring and admin endpoints; the runtime.
-//! - [`snapshot`]: the operator's view of everything, published on a watch channel.
+//! - [`snapshot`]: the operator's view of everything, a pure function of the instance's state.
+//! - [`runtime`]: the running instance: live config and clients, balancer, reload, save, the
+//!   one command path, the snapshot publisher, the background tasks.
+//! - [`server`]: the axum router: `/v1/messages`, monitoring and admin endpoints.
 //! - [`status`]: the headless status table (`--show-lb-status`, `ccr status`).
-//! - [`app`]: assembling a running instance (server, health loop, publisher, watcher).
+//! - [`app`]: the glue on top: an instance with its server on a socket; the dashboard wired to it.
 //! - [`tui`]: the ratatui dashboard.
+//! - [`atomic_file`]: replacing a file in one step (token write-back, saved weights).
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
 
 pub mod anthropic;
+#[warn(unreachable_pub)]
 pub mod app;
+pub mod atomic_file;
 pub mod balancer;
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod providers;
+#[warn(unreachable_pub)]
+pub mod runtime;
+#[warn(unreachable_pub)]
 pub mod server;
+#[warn(unreachable_pub)]
 pub mod snapshot;
+#[warn(unreachable_pub)]
 pub mod status;
+#[warn(unreachable_pub)]
 pub mod tui;
 pub mod usage;

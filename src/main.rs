@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Start(args) => start(args),
         Command::Tui(args) => match load_config(&args.config) {
-            Ok((cfg, source)) => ccr::tui::run(cfg, source, listen(&args.listen)),
+            Ok((cfg, source)) => app::dashboard::run_tui(cfg, source, listen(&args.listen)),
             Err(code) => code,
         },
         Command::Demo(args) => demo(args),
@@ -73,7 +73,9 @@ fn start(args: StartArgs) -> ExitCode {
         if print_env {
             eprintln!("point Claude Code here:\n  export ANTHROPIC_BASE_URL={}\n  export ANTHROPIC_API_KEY=any-value", running.base_url());
         }
-        let status = args.show_lb_status.then(|| ccr::status::spawn_printer(&running));
+        let status = args
+            .show_lb_status
+            .then(|| ccr::status::spawn_printer(running.snapshots(), running.shutdown_signal()));
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
         running.shutdown().await;

@@ -5,12 +5,10 @@
 //! [`render`] is a pure function of the [`Snapshot`], so the table is the same wherever it comes
 //! from and is tested without a terminal or a server.
 
-use crate::app::Running;
 use crate::balancer::{BreakerState, HealthStatus};
 use crate::cli::StatusArgs;
 use crate::config;
-use crate::server::monitoring::STATUS_PATH;
-use crate::snapshot::{ProviderStatus, Snapshot, format_duration_ms};
+use crate::snapshot::{ProviderStatus, STATUS_PATH, Snapshot, format_duration_ms};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -70,7 +68,7 @@ fn clip(text: &str, max: usize) -> String {
 }
 
 /// The status table for one snapshot.
-pub fn render(s: &Snapshot) -> String {
+pub(crate) fn render(s: &Snapshot) -> String {
     let mut out = String::new();
     let name = s.config_name.as_deref().unwrap_or("ccr");
     let listen = s.listen.as_deref().unwrap_or("not listening");
@@ -203,13 +201,16 @@ fn signature(s: &Snapshot) -> Vec<String> {
 
 /// Print the status table at start, on every health / breaker / drain change, and every
 /// [`PRINT_EVERY`], on stdout, until the instance shuts down.
-pub fn spawn_printer(running: &Running) -> JoinHandle<()> {
-    spawn_printer_to(running.runtime.snapshots(), running.shutdown_signal(), std::io::stdout())
+pub fn spawn_printer(
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    spawn_printer_to(snapshots, shutdown, std::io::stdout())
 }
 
 /// [`spawn_printer`] to any writer (tests use a buffer). Stops when `shutdown` turns true, the
 /// snapshot channel closes, or the writer fails.
-pub fn spawn_printer_to<W: Write + Send + 'static>(
+pub(crate) fn spawn_printer_to<W: Write + Send + 'static>(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut shutdown: watch::Receiver<bool>,
     mut out: W,
@@ -267,7 +268,7 @@ pub enum StatusError {
 
 /// The base URL `ccr status` talks to without `--url`: the config's `server` address (a
 /// wildcard host is reached on loopback).
-pub fn default_url(config: &config::Config) -> String {
+pub(crate) fn default_url(config: &config::Config) -> String {
     let host = match config.server.host.as_str() {
         "0.0.0.0" => "127.0.0.1".to_owned(),
         "::" | "[::]" => "[::1]".to_owned(),
@@ -278,7 +279,7 @@ pub fn default_url(config: &config::Config) -> String {
 }
 
 /// Fetch a running instance's snapshot from `base` (e.g. `http://127.0.0.1:3456`).
-pub async fn fetch(base: &str) -> Result<Snapshot, StatusError> {
+pub(crate) async fn fetch(base: &str) -> Result<Snapshot, StatusError> {
     let url = format!("{}{STATUS_PATH}", base.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -345,7 +346,7 @@ mod tests {
     use super::*;
     use crate::balancer::Command;
     use crate::config::{ConfigSource, parse_config};
-    use crate::server::Runtime;
+    use crate::runtime::Runtime;
     use std::sync::Mutex;
 
     const CONFIG: &str = r#"{

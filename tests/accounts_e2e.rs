@@ -5,32 +5,24 @@
 mod common;
 
 use ccr::demo::account::SimAccount;
-use ccr::demo::upstream::{ErrorKind, SimUpstream, write_social_token_file};
-use common::{Harness, start};
+use ccr::demo::pool::{Account, SimPool, SimPoolBuilder};
+use ccr::demo::upstream::ErrorKind;
+use common::{Harness, sim, start};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// A config with one provider per upstream (`a`, `b`, `c`, …) in one `default` rule.
-fn config(ups: &[SimUpstream], dir: &std::path::Path, lb: Value) -> Value {
-    let mut providers = serde_json::Map::new();
+/// One account per upstream (`a`, `b`, `c`, …) in one `default` rule with `lb`.
+fn pool(n: usize, lb: Value) -> SimPoolBuilder {
+    let mut b = SimPool::builder().provider_defaults(
+        json!({"firstByteTimeout": 5000, "idleTimeout": 5000, "maxConcurrentRequests": 50}),
+    );
     let mut ids = Vec::new();
-    for (i, up) in ups.iter().enumerate() {
+    for i in 0..n {
         let id = ((b'a' + i as u8) as char).to_string();
-        let token = dir.join(format!("{id}.json"));
-        write_social_token_file(&token, &up.issue_credentials(Duration::from_secs(3600))).unwrap();
-        providers.insert(
-            id.clone(),
-            json!({
-                "tokenPath": token.to_string_lossy(), "endpoint": up.base_url(), "authEndpoint": up.base_url(),
-                "firstByteTimeout": 5000, "idleTimeout": 5000, "maxConcurrentRequests": 50,
-            }),
-        );
+        b = b.account(id.clone(), Account::new().sim(sim(i)));
         ids.push(id);
     }
-    json!({
-        "routing": {"rules": {"default": {"providers": ids, "loadBalancing": lb}}},
-        "providers": providers,
-    })
+    b.rule("default", json!({"providers": ids, "loadBalancing": lb}))
 }
 
 fn turn(text: &str) -> Value {
@@ -77,7 +69,7 @@ fn usage_known(ids: &'static [&'static str]) -> impl Fn(&Value) -> bool {
 
 #[tokio::test]
 async fn usage_is_shown_and_kept_current_by_metering() {
-    let h = start(1, |ups, dir| config(ups, dir, json!({}))).await;
+    let h = start(pool(1, json!({}))).await;
     let mut account = SimAccount::new("KIRO PRO", 1000.0, 10.5);
     account.free_trial = Some((4.5, 500.0));
     account.bonuses = vec![(0.0, 100.0)];
@@ -114,7 +106,7 @@ async fn usage_is_shown_and_kept_current_by_metering() {
 
 #[tokio::test]
 async fn eight_turns_of_one_conversation_stay_on_one_account() {
-    let h = start(3, |ups, dir| config(ups, dir, json!({"strategy": "round-robin"}))).await;
+    let h = start(pool(3, json!({"strategy": "round-robin"}))).await;
     let mut seen = Vec::new();
     for i in 0..8 {
         let (status, provider, affinity) = converse(&h, "conv-eight", &format!("turn {i}")).await;
@@ -148,10 +140,7 @@ async fn eight_turns_of_one_conversation_stay_on_one_account() {
 
 #[tokio::test]
 async fn thirty_conversations_are_split_by_weight() {
-    let h = start(2, |ups, dir| {
-        config(ups, dir, json!({"strategy": "weighted-round-robin", "weights": {"a": 2, "b": 1}}))
-    })
-    .await;
+    let h = start(pool(2, json!({"strategy": "weighted-round-robin", "weights": {"a": 2, "b": 1}}))).await;
     let mut by_provider = std::collections::BTreeMap::<String, usize>::new();
     for c in 0..30 {
         let session = format!("conv-{c}");
@@ -172,7 +161,7 @@ async fn thirty_conversations_are_split_by_weight() {
 
 #[tokio::test]
 async fn drain_moves_a_conversation_and_it_stays_moved() {
-    let h = start(2, |ups, dir| config(ups, dir, json!({"strategy": "round-robin", "failover": true}))).await;
+    let h = start(pool(2, json!({"strategy": "round-robin", "failover": true}))).await;
     let (_, home, _) = converse(&h, "mover", "1").await;
     let admin = |action: &str| h.http.post(h.url(&format!("/admin/providers/{home}/{action}"))).send();
     assert_eq!(admin("drain").await.unwrap().status(), 200);
@@ -190,7 +179,7 @@ async fn drain_moves_a_conversation_and_it_stays_moved() {
 
 #[tokio::test]
 async fn a_402_excludes_the_account_until_its_reported_reset_without_a_client_error() {
-    let h = start(2, |ups, dir| config(ups, dir, json!({"strategy": "round-robin", "failover": true}))).await;
+    let h = start(pool(2, json!({"strategy": "round-robin", "failover": true}))).await;
     let reset = chrono::Utc::now() + chrono::Duration::days(9);
     let reset = chrono::DateTime::from_timestamp(reset.timestamp(), 0).unwrap();
     for up in &h.upstreams {
@@ -232,7 +221,7 @@ async fn a_402_excludes_the_account_until_its_reported_reset_without_a_client_er
 
 #[tokio::test]
 async fn a_429_fails_over_and_checks_the_accounts_usage() {
-    let h = start(2, |ups, dir| config(ups, dir, json!({"strategy": "round-robin", "failover": true}))).await;
+    let h = start(pool(2, json!({"strategy": "round-robin", "failover": true}))).await;
     for up in &h.upstreams {
         up.set_account(Some(SimAccount::new("KIRO PRO", 500.0, 1.0)));
     }
@@ -256,7 +245,7 @@ async fn a_429_fails_over_and_checks_the_accounts_usage() {
 
 #[tokio::test]
 async fn a_suspended_account_leaves_rotation_until_the_operator_resets_it() {
-    let h = start(2, |ups, dir| config(ups, dir, json!({"strategy": "round-robin", "failover": true}))).await;
+    let h = start(pool(2, json!({"strategy": "round-robin", "failover": true}))).await;
     let mut a = SimAccount::new("KIRO PRO", 500.0, 1.0);
     a.suspended = true;
     h.upstreams[0].set_account(Some(a));
@@ -280,7 +269,7 @@ async fn a_suspended_account_leaves_rotation_until_the_operator_resets_it() {
 
 #[tokio::test]
 async fn credits_strategy_splits_conversations_by_remaining_over_days() {
-    let h = start(3, |ups, dir| config(ups, dir, json!({"strategy": "credits"}))).await;
+    let h = start(pool(3, json!({"strategy": "credits"}))).await;
     let reset = chrono::Utc::now() + chrono::Duration::hours(20 * 24 + 12);
     // Remaining 3e6, 1e6, 2e6 credits, same reset: 3 : 1 : 2 (a request's few hundredths of a
     // credit do not move these weights).
@@ -312,7 +301,7 @@ async fn credits_strategy_splits_conversations_by_remaining_over_days() {
 
 #[tokio::test]
 async fn a_free_account_is_not_sent_a_model_its_tier_lacks() {
-    let h = start(2, |ups, dir| config(ups, dir, json!({"strategy": "round-robin"}))).await;
+    let h = start(pool(2, json!({"strategy": "round-robin"}))).await;
     h.upstreams[0].set_account(Some(SimAccount::new("KIRO FREE", 50.0, 0.0)));
     h.upstreams[1].set_account(Some(SimAccount::new("KIRO PRO", 1000.0, 0.0)));
     wait_for(&h, "usage", |v| {

@@ -11,22 +11,22 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// The seed config with timers shrunk so breaker tests finish quickly.
-fn fast_seed(ups: &[ccr::demo::upstream::SimUpstream], dir: &std::path::Path) -> Value {
-    let mut c = seed_config_for(ups, dir);
-    for id in ["codewhisperer-primary", "codewhisperer-secondary"] {
-        c["providers"][id]["circuitBreaker"]["resetTimeout"] = json!(300);
-        c["providers"][id]["circuitBreaker"]["monitoringPeriod"] = json!(10000);
-        c["providers"][id]["connectTimeout"] = json!(500);
-    }
-    c["routing"]["longContextThreshold"] = json!(2000);
-    // These tests send every request from one Claude Code session and measure how requests are
-    // spread: conversation affinity (on by default) would keep them all on one account.
-    if let Some(rules) = c["routing"]["rules"].as_object_mut() {
-        for rule in rules.values_mut() {
-            rule["loadBalancing"]["sticky"] = json!(false);
-        }
-    }
-    c
+fn fast_seed() -> ccr::demo::pool::SimPoolBuilder {
+    seed_pool()
+        .provider_defaults(json!({
+            "circuitBreaker": {"resetTimeout": 300, "monitoringPeriod": 10000},
+            "connectTimeout": 500,
+        }))
+        .merge(json!({"routing": {"longContextThreshold": 2000}}))
+        // These tests send every request from one Claude Code session and measure how requests
+        // are spread: conversation affinity (on by default) would keep them all on one account.
+        .merge(json!({"routing": {"rules": {
+            "default": {"loadBalancing": {"sticky": false}},
+            "background": {"loadBalancing": {"sticky": false}},
+            "thinking": {"loadBalancing": {"sticky": false}},
+            "longcontext": {"loadBalancing": {"sticky": false}},
+            "search": {"loadBalancing": {"sticky": false}},
+        }}}))
 }
 
 async fn provider_of(h: &Harness, body: &Value) -> (u16, String, String) {
@@ -45,7 +45,7 @@ fn tally(list: &[String]) -> HashMap<String, usize> {
 
 #[tokio::test]
 async fn default_rule_splits_exactly_70_30() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     let mut picks = Vec::new();
     for i in 0..100 {
         let (status, provider, body) = provider_of(&h, &main_turn(&format!("turn {i}"), true)).await;
@@ -64,7 +64,7 @@ async fn default_rule_splits_exactly_70_30() {
 
 #[tokio::test]
 async fn primary_down_mid_load_fails_over_opens_breaker_and_recovers_with_one_probe() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     h.upstreams[0].set_scenario(Scenario::Long(20));
     h.upstreams[1].set_scenario(Scenario::Long(20));
     h.upstreams[0].set_chunk_delay(Duration::from_millis(2));
@@ -129,7 +129,7 @@ fn search_turn(i: usize) -> Value {
 
 #[tokio::test]
 async fn slow_provider_loses_traffic_under_response_time() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     h.upstreams[1].set_latency(Duration::from_millis(400)); // the secondary is first in the search rule
     let mut picks = Vec::new();
     for i in 0..20 {
@@ -152,7 +152,7 @@ fn thinking_turn(i: usize) -> Value {
 
 #[tokio::test]
 async fn least_connections_balances_concurrent_streams() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     for up in &h.upstreams {
         up.set_chunk_delay(Duration::from_millis(30));
     }
@@ -178,7 +178,7 @@ async fn least_connections_balances_concurrent_streams() {
 
 #[tokio::test]
 async fn single_falls_back_and_returns() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     let long = main_turn(&"word ".repeat(3000), true);
     let (status, provider, _) = provider_of(&h, &long).await;
     assert_eq!((status, provider.as_str()), (200, "codewhisperer-primary"));
@@ -197,7 +197,7 @@ async fn single_falls_back_and_returns() {
 
 #[tokio::test]
 async fn all_providers_down_gives_a_clean_503_with_retry_after() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     for up in &h.upstreams {
         up.set_down(true);
     }
@@ -220,7 +220,7 @@ async fn all_providers_down_gives_a_clean_503_with_retry_after() {
 
 #[tokio::test]
 async fn in_flight_returns_to_zero_after_mixed_load_and_disconnects() {
-    let h = start(2, fast_seed).await;
+    let h = start(fast_seed()).await;
     for up in &h.upstreams {
         up.set_scenario(Scenario::Long(30));
         up.set_chunk_delay(Duration::from_millis(2));

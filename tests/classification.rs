@@ -12,22 +12,23 @@ fn fixture(name: &str) -> Value {
 }
 
 /// One sim behind all five rules, so the category is visible without changing the upstream.
-fn five_rules(ups: &[ccr::demo::upstream::SimUpstream], dir: &std::path::Path) -> Value {
-    let mut c = single_config_for(&ups[0], dir);
+fn five_rules(options: ccr::demo::upstream::SimOptions) -> ccr::demo::pool::SimPoolBuilder {
     let rule = json!({"providers": ["solo"]});
-    c["routing"]["rules"] =
-        json!({"default": rule, "background": rule, "thinking": rule, "longcontext": rule, "search": rule});
-    c
+    let mut pool = solo_pool_with(options);
+    for name in ["default", "background", "thinking", "longcontext", "search"] {
+        pool = pool.rule(name, rule.clone());
+    }
+    pool
 }
 
 #[tokio::test]
 async fn claude_code_shapes_land_in_the_documented_categories() {
     // The deferred-tools shape asks for `claude-opus-5-5`, newer than the sim's model list.
-    let options = |_| ccr::demo::upstream::SimOptions {
+    let options = ccr::demo::upstream::SimOptions {
         extra_models: vec!["claude-opus-5.5".into()],
         ..ccr::demo::upstream::SimOptions::named("solo")
     };
-    let h = start_with(1, options, five_rules).await;
+    let h = start(five_rules(options)).await;
     let mut cases: Vec<(String, Value, &str)> = [
         ("main_adaptive", "default"),
         ("tool_loop", "default"),

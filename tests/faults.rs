@@ -10,11 +10,11 @@
 mod common;
 
 use ccr::balancer::{BlockReason, BreakerState, ProviderSnapshot};
-use ccr::demo::upstream::{ErrorKind, Scenario, SimOptions, SimUpstream, write_social_token_file};
+use ccr::demo::pool::{Account, SimPool, SimPoolBuilder};
+use ccr::demo::upstream::{ErrorKind, Scenario, write_social_token_file};
 use common::*;
 use serde_json::{Value, json};
 use std::future::Future;
-use std::path::Path;
 use std::time::Duration;
 
 /// No fault test may take longer than this.
@@ -30,10 +30,9 @@ async fn bounded<F: Future>(test: F) -> F::Output {
     tokio::time::timeout(TEST_BOUND, test).await.expect("the fault test exceeded its time bound")
 }
 
-fn provider_json(up: &SimUpstream, token: &Path) -> Value {
+/// The provider entry of every account in these tests: short timeouts, a slow breaker.
+fn provider_json() -> Value {
     json!({
-        "type": "aws", "authMethod": "kiro-token", "tokenPath": token.to_string_lossy(),
-        "endpoint": up.base_url(), "authEndpoint": up.base_url(),
         "connectTimeout": CONNECT_TIMEOUT_MS,
         "firstByteTimeout": FIRST_BYTE_TIMEOUT_MS,
         "idleTimeout": IDLE_TIMEOUT_MS,
@@ -41,48 +40,37 @@ fn provider_json(up: &SimUpstream, token: &Path) -> Value {
     })
 }
 
-fn token_path(dir: &Path, id: &str) -> std::path::PathBuf {
-    dir.join(format!("{id}.json"))
+fn token_path(h: &Harness, id: &str) -> std::path::PathBuf {
+    h.pool.token_path(id).expect("a token file").to_path_buf()
 }
 
 /// Providers `a` (upstreams[0]) and `b` (upstreams[1]): every request goes to `a` first and
 /// fails over to `b` (`single` with a fallback).
-fn pair(ups: &[SimUpstream], dir: &Path) -> Value {
-    let mut providers = serde_json::Map::new();
-    for (id, up) in ["a", "b"].iter().zip(ups) {
-        let token = token_path(dir, id);
-        write_social_token_file(&token, &up.issue_credentials(Duration::from_secs(3600))).unwrap();
-        providers.insert((*id).to_string(), provider_json(up, &token));
-    }
-    json!({
-        "routing": {"rules": {"default": {
-            "providers": ["a", "b"],
-            "loadBalancing": {"strategy": "single", "fallback": "b"}
-        }}},
-        "providers": providers
-    })
+fn pair() -> SimPoolBuilder {
+    SimPool::builder()
+        .provider_defaults(provider_json())
+        .account("a", Account::new().sim(sim(0)))
+        .account("b", Account::new().sim(sim(1)))
+        .rule(
+            "default",
+            json!({"providers": ["a", "b"], "loadBalancing": {"strategy": "single", "fallback": "b"}}),
+        )
 }
 
 /// Provider `a` alone: a fault reaches the client.
-fn solo(ups: &[SimUpstream], dir: &Path) -> Value {
-    let token = token_path(dir, "a");
-    write_social_token_file(&token, &ups[0].issue_credentials(Duration::from_secs(3600))).unwrap();
-    json!({
-        "routing": {"rules": {"default": {"providers": ["a"]}}},
-        "providers": {"a": provider_json(&ups[0], &token)}
-    })
-}
-
-fn sim_options(i: usize) -> SimOptions {
-    SimOptions { chunk_delay: Duration::ZERO, ..SimOptions::named(format!("upstream-{i}")) }
+fn solo() -> SimPoolBuilder {
+    SimPool::builder()
+        .provider_defaults(provider_json())
+        .account("a", Account::new().sim(sim(0)))
+        .rule("default", json!({"providers": ["a"]}))
 }
 
 async fn start_pair() -> Harness {
-    start_with(2, sim_options, pair).await
+    start(pair()).await
 }
 
 async fn start_solo() -> Harness {
-    start_with(1, sim_options, solo).await
+    start(solo()).await
 }
 
 /// How a request ended, as the client saw it.
@@ -514,7 +502,7 @@ async fn a_token_file_deleted_while_running_fails_over_then_recovers() {
         let h = start_pair().await;
         let (out, provider_id, _) = request(&h, &turn("before", true)).await;
         assert_eq!((out, provider_id.as_str()), (Outcome::Complete, "a"));
-        let path = token_path(h.dir.path(), "a");
+        let path = token_path(&h, "a");
         let saved = std::fs::read(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         let (out, provider_id, attempts) = request(&h, &turn("deleted", true)).await;
@@ -540,7 +528,7 @@ async fn a_token_file_deleted_while_running_fails_over_then_recovers() {
 async fn a_token_file_deleted_without_a_fallback_is_an_anthropic_401() {
     bounded(async {
         let h = start_solo().await;
-        std::fs::remove_file(token_path(h.dir.path(), "a")).unwrap();
+        std::fs::remove_file(token_path(&h, "a")).unwrap();
         let (out, _, _) = request(&h, &turn("no token", true)).await;
         match out {
             Outcome::Error { status, kind, message } => {
@@ -560,7 +548,7 @@ async fn a_token_file_deleted_without_a_fallback_is_an_anthropic_401() {
 async fn a_token_file_corrupted_while_running_fails_over() {
     bounded(async {
         let h = start_pair().await;
-        let path = token_path(h.dir.path(), "a");
+        let path = token_path(&h, "a");
         for garbage in ["{\"accessToken\": \"aoa-trunc", "[1, 2, 3]", ""] {
             std::fs::write(&path, garbage).unwrap();
             let (out, provider_id, attempts) = request(&h, &turn("corrupted", false)).await;
@@ -585,8 +573,8 @@ async fn a_token_file_replaced_while_running_is_picked_up_without_a_refresh() {
         // Log in again elsewhere (Kiro IDE rewrites the file) and revoke the old tokens.
         h.upstreams[0].expire_access_tokens();
         let fresh = h.upstreams[0].issue_credentials(Duration::from_secs(3600));
-        let path = token_path(h.dir.path(), "a");
-        let tmp = h.dir.path().join("a.json.tmp");
+        let path = token_path(&h, "a");
+        let tmp = h.pool.dir().join("a.json.tmp");
         write_social_token_file(&tmp, &fresh).unwrap();
         std::fs::rename(&tmp, &path).unwrap();
         let (out, _, _) = request(&h, &turn("new login", true)).await;

@@ -11,7 +11,9 @@ mod common;
 
 use ccr::app::{self, LaunchError, ListenOverride, Running};
 use ccr::config::{ConfigSource, parse_config};
-use ccr::server::{self, Runtime};
+use ccr::demo::pool::SimPool;
+use ccr::runtime::Runtime;
+use ccr::server;
 use ccr::snapshot::Snapshot;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,16 +74,14 @@ struct Instance {
     running: Running,
     http: reqwest::Client,
     path: PathBuf,
-    _dir: tempfile::TempDir,
+    _pool: SimPool,
 }
 
 impl Instance {
-    async fn start(build: impl FnOnce(&Path) -> Value) -> Instance {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("config.json");
-        let text = serde_json::to_string_pretty(&build(dir.path())).expect("json");
-        std::fs::write(&path, &text).expect("write config");
-        let parsed = parse_config(&text).expect("test config is valid");
+    async fn start(build: impl FnOnce(&Path) -> Value + Send + 'static) -> Instance {
+        let pool = SimPool::with_config_in(build).start().await.expect("config in a temp dir");
+        let path = pool.config_path.clone();
+        let parsed = pool.parsed_config().expect("test config is valid");
         let running = app::launch(
             parsed,
             ConfigSource::Flag(path.clone()),
@@ -90,7 +90,7 @@ impl Instance {
         .await
         .expect("launch");
         let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        Instance { running, http, path, _dir: dir }
+        Instance { running, http, path, _pool: pool }
     }
 
     fn url(&self, path: &str) -> String {
@@ -594,7 +594,7 @@ async fn saving_weights_writes_them_into_the_file() {
 
 #[tokio::test]
 async fn prometheus_output_parses_with_traffic() {
-    let h = common::start(2, common::seed_config_for).await;
+    let h = common::start(common::seed_pool()).await;
     for i in 0..4 {
         let (status, _, body) = h.call(&common::main_turn(&format!("hello {i}"), false)).await;
         assert_eq!(status, 200, "{body}");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn streaming_text_arrives_as_anthropic_sse() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let (status, headers, body) = h.call(&main_turn("say hello", true)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(headers["content-type"], "text/event-stream");
@@ -39,7 +39,7 @@ async fn streaming_text_arrives_as_anthropic_sse() {
 
 #[tokio::test]
 async fn non_streaming_answer_is_one_message() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let (status, headers, body) = h.call(&main_turn("say hello", false)).await;
     assert_eq!(status, 200, "{body}");
     assert!(headers["content-type"].to_str().unwrap().starts_with("application/json"));
@@ -56,7 +56,7 @@ async fn non_streaming_answer_is_one_message() {
 
 #[tokio::test]
 async fn a_full_tool_loop() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let (status, _, body) = h.call(&main_turn("run it [sim:tool]", true)).await;
     assert_eq!(status, 200, "{body}");
     let events = sse(&body);
@@ -98,7 +98,7 @@ async fn a_full_tool_loop() {
 
 #[tokio::test]
 async fn repeated_identical_chunks_are_kept() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let (_, _, body) = h.call(&main_turn("count [sim:repeat]", true)).await;
     assert!(sse_text(&body).contains("666"), "{body}");
     let (_, _, body) = h.call(&main_turn("count [sim:repeat]", false)).await;
@@ -109,7 +109,7 @@ async fn repeated_identical_chunks_are_kept() {
 
 #[tokio::test]
 async fn text_after_a_tool_call_opens_a_new_block() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let (_, _, body) = h.call(&main_turn("go [sim:text-after-tool]", true)).await;
     let kinds: Vec<String> = sse(&body)
         .iter()
@@ -123,7 +123,7 @@ async fn text_after_a_tool_call_opens_a_new_block() {
 
 #[tokio::test]
 async fn frames_split_inside_utf8_sequences_decode_intact() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let (status, _, body) = h.call(&main_turn("unicode [sim:split-utf8]", true)).await;
     assert_eq!(status, 200);
     let text = sse_text(&body);
@@ -134,7 +134,7 @@ async fn frames_split_inside_utf8_sequences_decode_intact() {
 
 #[tokio::test]
 async fn corrupt_frame_mid_stream_ends_with_a_clean_sse_error() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     h.upstreams[0].fail_next(1, ErrorKind::CorruptFrame);
     let (status, _, body) = h.call(&main_turn("hello [sim:long]", true)).await;
     assert_eq!(status, 200, "the stream had started");
@@ -152,8 +152,8 @@ async fn corrupt_frame_mid_stream_ends_with_a_clean_sse_error() {
 
 #[tokio::test]
 async fn expired_token_is_refreshed_and_written_back_private() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
-    let token_path = h.dir.path().join("solo.json");
+    let h = start(solo_pool()).await;
+    let token_path = h.pool.token_path("solo").unwrap().to_path_buf();
     let stale = SimCredentials {
         expires_at: chrono::Utc::now() - chrono::Duration::minutes(5),
         ..h.upstreams[0].issue_credentials(Duration::from_secs(3600))
@@ -177,7 +177,7 @@ async fn expired_token_is_refreshed_and_written_back_private() {
 
 #[tokio::test]
 async fn bearer_invalid_refreshes_once_and_succeeds() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     h.upstreams[0].expire_access_tokens();
     let (status, _, body) = h.call(&main_turn("hello", true)).await;
     assert_eq!(status, 200, "{body}");
@@ -189,7 +189,7 @@ async fn bearer_invalid_refreshes_once_and_succeeds() {
 
 #[tokio::test]
 async fn validation_400_is_returned_and_never_retried() {
-    let h = start(2, seed_config_for).await;
+    let h = start(seed_pool()).await;
     for up in &h.upstreams {
         up.set_max_body_bytes(200);
     }
@@ -207,7 +207,7 @@ async fn validation_400_is_returned_and_never_retried() {
 
 #[tokio::test]
 async fn client_errors_are_anthropic_shaped() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let cases = [
         ("{not json", "invalid_request_error"),
         (r#"{"model":"m","max_tokens":5,"messages":"nope"}"#, "invalid_request_error"),
@@ -237,12 +237,7 @@ async fn client_errors_are_anthropic_shaped() {
 
 #[tokio::test]
 async fn body_over_the_limit_is_413() {
-    let h = start(1, |ups, dir| {
-        let mut c = single_config_for(&ups[0], dir);
-        c["server"] = json!({"maxBodyBytes": 1000});
-        c
-    })
-    .await;
+    let h = start(solo_pool().merge(json!({"server": {"maxBodyBytes": 1000}}))).await;
     let r = h.post(&main_turn(&"x".repeat(5000), true)).await;
     assert_eq!(r.status(), 413);
     let v: Value = r.json().await.unwrap();
@@ -252,7 +247,7 @@ async fn body_over_the_limit_is_413() {
 
 #[tokio::test]
 async fn count_tokens_answers_an_estimate() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let r = h
         .http
         .post(h.url("/v1/messages/count_tokens?beta=true"))
@@ -268,7 +263,7 @@ async fn count_tokens_answers_an_estimate() {
 
 #[tokio::test]
 async fn claude_code_request_kinds_are_all_accepted_upstream() {
-    let h = start(1, |ups, dir| single_config_for(&ups[0], dir)).await;
+    let h = start(solo_pool()).await;
     let kinds = [
         main_turn("say hello", true),
         background_turn("Write a 3-word title"),

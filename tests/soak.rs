@@ -17,7 +17,8 @@
 
 mod common;
 
-use ccr::demo::upstream::{SimOptions, SimUpstream, write_social_token_file};
+use ccr::demo::pool::{Account, SimPool, SimPoolBuilder};
+use ccr::demo::upstream::SimOptions;
 use common::{background_turn, main_turn, sse};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
@@ -57,39 +58,37 @@ impl Ccr {
     }
 }
 
-fn provider(up: &SimUpstream, token: &std::path::Path) -> Value {
-    json!({
-        "type": "aws", "authMethod": "kiro-token", "tokenPath": token.to_string_lossy(),
-        "endpoint": up.base_url(), "authEndpoint": up.base_url(),
-        "maxConcurrentRequests": 64,
-        "connectTimeout": 300, "firstByteTimeout": 3000, "idleTimeout": 2000,
-        "healthCheck": {"enabled": true, "interval": 1000, "timeout": 500, "retries": 2, "endpoint": "/health"},
-        "circuitBreaker": {"failureThreshold": 3, "resetTimeout": 2000, "monitoringPeriod": 10000}
-    })
+/// Two accounts, `flappy` (upstreams[0]) and `steady`, weighted 70/30 with failover and health
+/// checks; logins valid for 4 hours.
+fn soak_pool() -> SimPoolBuilder {
+    let mut pool = SimPool::builder()
+        .provider_defaults(json!({
+            "maxConcurrentRequests": 64,
+            "connectTimeout": 300, "firstByteTimeout": 3000, "idleTimeout": 2000,
+            "healthCheck": {"enabled": true, "interval": 1000, "timeout": 500, "retries": 2, "endpoint": "/health"},
+            "circuitBreaker": {"failureThreshold": 3, "resetTimeout": 2000, "monitoringPeriod": 10000}
+        }))
+        .rule(
+            "default",
+            json!({
+                "providers": ["flappy", "steady"],
+                "loadBalancing": {"strategy": "weighted-round-robin", "weights": {"flappy": 70, "steady": 30},
+                                  "failover": true, "healthCheck": true}
+            }),
+        )
+        .merge(json!({"name": "soak"}));
+    for name in ["flappy", "steady"] {
+        let sim = SimOptions { chunk_delay: Duration::from_millis(2), ..SimOptions::named(name) };
+        pool = pool.account(name, Account::new().sim(sim).token_ttl(Duration::from_secs(4 * 3600)));
+    }
+    pool
 }
 
-async fn start_ccr(dir: &std::path::Path, ups: &[SimUpstream], http: &reqwest::Client) -> Ccr {
-    let mut providers = serde_json::Map::new();
-    for (id, up) in ["flappy", "steady"].iter().zip(ups) {
-        let token = dir.join(format!("{id}.json"));
-        write_social_token_file(&token, &up.issue_credentials(Duration::from_secs(4 * 3600))).unwrap();
-        providers.insert((*id).to_string(), provider(up, &token));
-    }
-    let config = json!({
-        "name": "soak",
-        "routing": {"rules": {"default": {
-            "providers": ["flappy", "steady"],
-            "loadBalancing": {"strategy": "weighted-round-robin", "weights": {"flappy": 70, "steady": 30},
-                              "failover": true, "healthCheck": true}
-        }}},
-        "providers": providers
-    });
-    let path = dir.join("config.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+async fn start_ccr(path: &std::path::Path, http: &reqwest::Client) -> Ccr {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_ccr"))
         .args(["start", "--config"])
-        .arg(&path)
+        .arg(path)
         .args(["--port", &port.to_string()])
         .env("CCR_LOG", "error")
         .stdin(Stdio::null())
@@ -212,22 +211,11 @@ async fn in_flight(http: &reqwest::Client, base: &str) -> Option<u64> {
 async fn ten_minutes_of_mixed_load_while_an_upstream_flaps() {
     let secs: u64 = std::env::var("CCR_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
     let run_for = Duration::from_secs(secs.max(30));
-    let dir = tempfile::tempdir().unwrap();
-    let mut ups = Vec::new();
-    for name in ["flappy", "steady"] {
-        ups.push(
-            SimUpstream::start(SimOptions {
-                chunk_delay: Duration::from_millis(2),
-                ..SimOptions::named(name)
-            })
-            .await
-            .unwrap(),
-        );
-    }
+    let pool = soak_pool().start().await.unwrap();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let ccr = start_ccr(dir.path(), &ups, &http).await;
+    let ccr = start_ccr(&pool.config_path, &http).await;
     let url = format!("{}/v1/messages?beta=true", ccr.base);
-    let ups = Arc::new(ups);
+    let ups = Arc::new(pool.upstreams.clone());
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let logged = Arc::new(AtomicU64::new(0));

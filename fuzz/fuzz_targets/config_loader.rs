@@ -12,7 +12,7 @@
 
 use ccr::balancer::Balancer;
 use ccr::config::{ConfigSource, DEFAULT_CONFIG, ParseError, parse_config, warnings};
-use ccr::server::runtime::balancer_spec;
+use ccr::runtime::balancer_spec;
 use futures_util::FutureExt;
 use libfuzzer_sys::arbitrary::{self, Unstructured};
 use libfuzzer_sys::fuzz_target;

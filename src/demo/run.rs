@@ -3,12 +3,14 @@
 //! through the real proxy port. Faults are injected per upstream, from the dashboard's demo keys
 //! or, headless, on a fixed script.
 
+use super::pool::{Account, SimPool, SimPoolBuilder};
 use super::traffic::{self, TrafficOptions, TrafficStats};
-use super::upstream::{ErrorKind, SimOptions, SimUpstream, write_social_token_file};
+use super::upstream::{ErrorKind, SimOptions, SimUpstream};
+use crate::app::dashboard::{DemoControls, FaultError};
 use crate::app::{self, ListenOverride, Running};
-use crate::config::{ConfigSource, parse_config};
-use crate::tui::{DemoAction, DemoControls};
-use serde_json::{Value, json};
+use crate::config::ConfigSource;
+use crate::tui::DemoAction;
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -34,11 +36,11 @@ const ERROR_STEP: f64 = 0.2;
 
 impl Faults {
     /// Inject a fault into one provider's upstream; returns what happened, for the log.
-    pub fn inject(&self, provider: &str, action: DemoAction) -> Result<String, String> {
+    pub fn inject(&self, provider: &str, action: DemoAction) -> Result<String, FaultError> {
         let index = DEMO_PROVIDERS
             .iter()
             .position(|id| *id == provider)
-            .ok_or_else(|| format!("{provider} is not a demo upstream"))?;
+            .ok_or_else(|| FaultError::NotADemoUpstream(provider.to_owned()))?;
         let up = &self.upstreams[index];
         let mut knobs = self.knobs.lock().unwrap_or_else(|e| e.into_inner());
         let (latency, error_rate) = &mut knobs[index];
@@ -81,7 +83,7 @@ impl Faults {
 }
 
 impl DemoControls for Faults {
-    fn apply(&self, provider: &str, action: DemoAction) -> Result<String, String> {
+    fn apply(&self, provider: &str, action: DemoAction) -> Result<String, FaultError> {
         self.inject(provider, action)
     }
 }
@@ -89,11 +91,11 @@ impl DemoControls for Faults {
 /// A running demo.
 pub struct Demo {
     pub running: Running,
-    pub upstreams: Vec<Arc<SimUpstream>>,
+    /// The upstreams, their token files and the config (in a temp dir that lives with the demo).
+    pub pool: SimPool,
     pub traffic: Arc<TrafficStats>,
     pub faults: Arc<Faults>,
     workers: Vec<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
 }
 
 /// Options of a demo run.
@@ -120,55 +122,56 @@ pub fn demo_account(index: usize) -> super::account::SimAccount {
     }
 }
 
-/// The seed config pointed at the demo upstreams, with timers sized for a demo: health checks
-/// every 5 s, breakers that reopen for a probe after 8–10 s.
-pub fn demo_config(upstreams: &[Arc<SimUpstream>], dir: &std::path::Path) -> std::io::Result<Value> {
-    let mut config: Value = serde_json::from_str(crate::config::DEFAULT_CONFIG)?;
-    for (id, up) in DEMO_PROVIDERS.iter().zip(upstreams) {
-        let token = dir.join(format!("kiro-auth-token-{id}.json"));
-        write_social_token_file(&token, &up.issue_credentials(Duration::from_secs(3600)))?;
-        let p = &mut config["providers"][*id];
-        p["endpoint"] = json!(up.base_url());
-        p["authEndpoint"] = json!(up.base_url());
-        p["tokenPath"] = json!(token.to_string_lossy());
-        p["connectTimeout"] = json!(1000);
-        p["firstByteTimeout"] = json!(10000);
-        p["idleTimeout"] = json!(10000);
-        p["healthCheck"]["interval"] = json!(5000);
-        p["healthCheck"]["timeout"] = json!(1000);
+/// The seed's providers as simulated upstreams, and the seed config pointed at them with timers
+/// sized for a demo: health checks every 5 s, breakers that reopen for a probe after 8–10 s.
+/// Upstream `i` answers after 120 or 220 ms and paces its frames 25 ms apart; returns also the
+/// starting (latency, error rate) of each.
+pub fn demo_pool(seed: u64) -> (SimPoolBuilder, Vec<(Duration, f64)>) {
+    let mut pool = SimPool::seed()
+        .temp_prefix("ccr-demo-")
+        .config_file("demo-config.json")
+        .provider_defaults(json!({
+            "connectTimeout": 1000,
+            "firstByteTimeout": 10000,
+            "idleTimeout": 10000,
+            "healthCheck": {"interval": 5000, "timeout": 1000},
+        }))
+        .merge(json!({
+            "routing": {"longContextThreshold": DEMO_LONG_CONTEXT},
+            "name": "ccr demo (simulated CodeWhisperer upstreams)",
+        }));
+    let mut knobs = Vec::new();
+    for (i, id) in DEMO_PROVIDERS.iter().enumerate() {
+        let latency = Duration::from_millis(if i == 0 { 120 } else { 220 });
+        knobs.push((latency, 0.0));
+        let reset_timeout = if i == 0 { 10000 } else { 8000 };
+        pool = pool.account(
+            *id,
+            Account::new()
+                .sim(SimOptions {
+                    seed: seed.wrapping_add(i as u64),
+                    latency,
+                    chunk_delay: Duration::from_millis(25),
+                    ..SimOptions::named(*id)
+                })
+                .token_file(format!("kiro-auth-token-{id}.json"))
+                .provider(json!({"circuitBreaker": {"resetTimeout": reset_timeout}})),
+        );
     }
-    config["providers"]["codewhisperer-primary"]["circuitBreaker"]["resetTimeout"] = json!(10000);
-    config["providers"]["codewhisperer-secondary"]["circuitBreaker"]["resetTimeout"] = json!(8000);
-    config["routing"]["longContextThreshold"] = json!(DEMO_LONG_CONTEXT);
-    config["name"] = json!("ccr demo (simulated CodeWhisperer upstreams)");
-    Ok(config)
+    (pool, knobs)
 }
 
 impl Demo {
     /// Start the upstreams, ccr and the traffic.
     pub async fn start(options: DemoOptions) -> color_eyre::Result<Demo> {
-        let dir = tempfile::Builder::new().prefix("ccr-demo-").tempdir()?;
-        let mut upstreams = Vec::new();
-        let mut knobs = Vec::new();
-        for (i, id) in DEMO_PROVIDERS.iter().enumerate() {
-            let latency = Duration::from_millis(if i == 0 { 120 } else { 220 });
-            knobs.push((latency, 0.0));
-            let sim = SimUpstream::start(SimOptions {
-                seed: options.seed.wrapping_add(i as u64),
-                latency,
-                chunk_delay: Duration::from_millis(25),
-                ..SimOptions::named(*id)
-            })
-            .await?;
-            sim.set_account(Some(demo_account(i)));
-            upstreams.push(Arc::new(sim));
+        let (pool, knobs) = demo_pool(options.seed);
+        let pool = pool.start().await?;
+        for (i, up) in pool.upstreams.iter().enumerate() {
+            up.set_account(Some(demo_account(i)));
         }
-        let config_value = demo_config(&upstreams, dir.path())?;
-        let config_path = dir.path().join("demo-config.json");
-        let text = serde_json::to_string_pretty(&config_value)?;
-        std::fs::write(&config_path, &text)?;
-        let config = parse_config(&text).map_err(|e| color_eyre::eyre::eyre!("demo config: {e}"))?;
-        let running = app::launch(config, ConfigSource::Flag(config_path), options.listen).await?;
+        let config = pool.parsed_config().map_err(|e| color_eyre::eyre::eyre!("demo config: {e}"))?;
+        let running =
+            app::launch(config, ConfigSource::Flag(pool.config_path.clone()), options.listen).await?;
         let (workers, stats) = traffic::spawn(
             TrafficOptions {
                 base_url: running.base_url(),
@@ -180,20 +183,19 @@ impl Demo {
             },
             running.shutdown_signal(),
         );
-        let faults = Arc::new(Faults { upstreams: upstreams.clone(), knobs: std::sync::Mutex::new(knobs) });
-        Ok(Demo { running, upstreams, traffic: stats, faults, workers, _dir: dir })
+        let faults =
+            Arc::new(Faults { upstreams: pool.upstreams.clone(), knobs: std::sync::Mutex::new(knobs) });
+        Ok(Demo { running, pool, traffic: stats, faults, workers })
     }
 
     /// Stop the traffic, ccr and the upstreams.
     pub async fn shutdown(self) {
-        let Demo { running, upstreams, workers, .. } = self;
+        let Demo { running, pool, workers, .. } = self;
         running.shutdown().await;
         for w in workers {
             let _ = w.await;
         }
-        for up in upstreams {
-            up.shutdown().await;
-        }
+        pool.shutdown().await;
     }
 }
 
@@ -206,12 +208,12 @@ pub async fn run_headless(options: DemoOptions, duration: Duration) -> color_eyr
     println!(
         "ccr demo listening on {} (simulated upstreams: {})",
         demo.running.base_url(),
-        demo.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
+        demo.pool.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
     );
-    let printer = crate::status::spawn_printer(&demo.running);
+    let printer = crate::status::spawn_printer(demo.running.snapshots(), demo.running.shutdown_signal());
     let third = duration / 3;
     tokio::time::sleep(third).await;
-    let say = |r: Result<String, String>| println!("{}", r.unwrap_or_else(|e| e));
+    let say = |r: Result<String, FaultError>| println!("{}", r.unwrap_or_else(|e| e.to_string()));
     say(demo.faults.inject(DEMO_PROVIDERS[0], DemoAction::TakeDown));
     tokio::time::sleep(third).await;
     say(demo.faults.inject(DEMO_PROVIDERS[0], DemoAction::BringBack));
@@ -230,10 +232,10 @@ pub async fn run_interactive(options: DemoOptions) -> color_eyre::Result<()> {
     tracing::info!(
         "demo: ccr on {}, simulated upstreams {}; keys d/D take the selected upstream down/up, ]/[ latency, e/E errors, x uses up its credits, u checks them",
         demo.running.base_url(),
-        demo.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
+        demo.pool.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
     );
     let controls: Arc<dyn DemoControls> = demo.faults.clone();
-    let result = crate::tui::run_dashboard(demo.running.runtime.clone(), Some(controls)).await;
+    let result = app::dashboard::show(&demo.running, Some(controls)).await;
     demo.shutdown().await;
     result.map_err(|e| color_eyre::eyre::eyre!("{e}"))
 }

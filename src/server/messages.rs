@@ -7,7 +7,6 @@
 //! they arrive; a non-streaming answer is collected and, since nothing reached the client yet,
 //! a failure part-way through still fails over.
 
-use super::runtime::{Live, Runtime};
 use crate::anthropic::types::{MessagesRequest, parse_request};
 use crate::anthropic::{ApiError, ErrorKind};
 use crate::balancer::{FailureKind, Lease, Placement, SelectError};
@@ -23,6 +22,7 @@ use crate::providers::codewhisperer::models::context_window;
 use crate::providers::codewhisperer::stream::{
     MessageAggregator, ResponseOptions, SseTranslator, new_message_id,
 };
+use crate::runtime::{Live, Runtime};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

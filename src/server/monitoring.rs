@@ -10,8 +10,9 @@
 //! health endpoint and `<health>/providers`, the Prometheus endpoint, and the dashboard JSON
 //! (only with `dashboardEnabled`). `monitoring.enabled: false` serves none of them.
 
-use super::Runtime;
 use crate::balancer::{BreakerState, Counters, HealthStatus};
+use crate::runtime::Runtime;
+pub(super) use crate::snapshot::STATUS_PATH;
 use crate::snapshot::{ProviderStatus, ProviderView, Snapshot, TTFB_BUCKETS_SECONDS};
 use axum::Router;
 use axum::extract::State;
@@ -25,19 +26,17 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// Where the seed's per-rule and per-provider statistics live.
-pub const LOAD_BALANCING_PATH: &str = "/metrics/load-balancing";
+pub(super) const LOAD_BALANCING_PATH: &str = "/metrics/load-balancing";
 /// Where breaker states live.
-pub const CIRCUIT_BREAKERS_PATH: &str = "/metrics/circuit-breakers";
+pub(super) const CIRCUIT_BREAKERS_PATH: &str = "/metrics/circuit-breakers";
 /// The seed's dashboard JSON.
-pub const DASHBOARD_PATH: &str = "/dashboard/load-balancing";
-/// The whole snapshot as JSON (what `ccr status` reads).
-pub const STATUS_PATH: &str = "/status";
+pub(super) const DASHBOARD_PATH: &str = "/dashboard/load-balancing";
 
 /// The content type of the Prometheus text exposition format.
-pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(super) const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET` endpoints: health, metrics, dashboard JSON, status.
-pub fn router(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
+pub(super) fn router(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
     let config = rt.config();
     let m = &config.monitoring;
     let mut routes = Routes::default();
@@ -139,7 +138,7 @@ fn breaker_state(p: &ProviderView) -> &'static str {
 }
 
 /// `GET /health`: `"ok"` (200) while some provider can take a request, else `"unavailable"` (503).
-pub fn health_json(s: &Snapshot) -> Value {
+pub(super) fn health_json(s: &Snapshot) -> Value {
     let available = s.providers.iter().filter(|p| p.available).count();
     json!({
         "status": if available > 0 { "ok" } else { "unavailable" },
@@ -150,7 +149,7 @@ pub fn health_json(s: &Snapshot) -> Value {
 }
 
 /// `GET /health/providers`: per provider status and why, active-check results, last error, token.
-pub fn providers_health_json(s: &Snapshot) -> Value {
+pub(super) fn providers_health_json(s: &Snapshot) -> Value {
     let providers: Map<String, Value> = s
         .providers
         .iter()
@@ -206,7 +205,7 @@ pub fn providers_health_json(s: &Snapshot) -> Value {
 
 /// `GET /metrics/load-balancing`: per rule strategy, candidates, weights and picks; per provider
 /// counters (overall and by category), in-flight, weights and latency.
-pub fn load_balancing_json(s: &Snapshot) -> Value {
+pub(super) fn load_balancing_json(s: &Snapshot) -> Value {
     let rules: Map<String, Value> = s
         .rules
         .iter()
@@ -275,7 +274,7 @@ pub fn load_balancing_json(s: &Snapshot) -> Value {
 }
 
 /// `GET /metrics/circuit-breakers`: per provider breaker state, failures, thresholds, timing.
-pub fn circuit_breakers_json(s: &Snapshot) -> Value {
+pub(super) fn circuit_breakers_json(s: &Snapshot) -> Value {
     let providers: Map<String, Value> = s
         .providers
         .iter()
@@ -303,7 +302,7 @@ pub fn circuit_breakers_json(s: &Snapshot) -> Value {
 }
 
 /// `GET /dashboard/load-balancing`: the seed's shape, exactly.
-pub fn dashboard_json(s: &Snapshot) -> Value {
+pub(super) fn dashboard_json(s: &Snapshot) -> Value {
     let providers: Map<String, Value> = s
         .providers
         .iter()
@@ -388,7 +387,7 @@ fn flag(b: bool) -> f64 {
 
 /// `GET /metrics`: the Prometheus text exposition format (version 0.0.4), names prefixed `ccr_`,
 /// times in seconds, counters ending in `_total`.
-pub fn prometheus_text(s: &Snapshot) -> String {
+pub(super) fn prometheus_text(s: &Snapshot) -> String {
     let mut m = Prometheus { out: String::with_capacity(8 * 1024) };
 
     m.family("ccr_uptime_seconds", "gauge", "Time since the instance started.");

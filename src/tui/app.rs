@@ -5,7 +5,7 @@
 //! turns key presses into [`UiCommand`]s on a bounded channel. Everything here is synchronous and
 //! clock-free, so tests drive it with key events and read the channel.
 
-use super::command::{Feedback, Outcome, UiCommand};
+use super::command::{Feedback, Progress, UiCommand};
 use super::keymap::{self, Action, Focus, KeyContext};
 use super::logs::LogPane;
 use crate::balancer::{Command, RuleSnapshot};
@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 
 /// The highest weight the `+` key sets: far above any useful ratio, low enough that a held key
 /// cannot overflow anything.
-pub const MAX_WEIGHT: u32 = 1000;
+pub(super) const MAX_WEIGHT: u32 = 1000;
 
 /// How many of a rule's latest picks the routes table summarises ("recent picks").
-pub const RECENT_PICKS: usize = 20;
+pub(super) const RECENT_PICKS: usize = 20;
 
 /// The dashboard's state. Rendering reads it ([`super::view::render`]); keys change it
 /// ([`App::on_key`]).
@@ -95,7 +95,7 @@ impl App {
 
     /// Show the outcome of a command.
     pub fn on_feedback(&mut self, feedback: Feedback) {
-        if feedback.outcome == Outcome::Failed {
+        if feedback.progress == Progress::Failed {
             // A refused weight change must not skew the next `+`.
             self.pending_weights.clear();
         }
@@ -381,7 +381,7 @@ mod tests {
         let mut app = App::new(Arc::new(s), tx);
         app.on_key(key('-'));
         assert!(drain(&mut rx).is_empty(), "no command below zero");
-        assert_eq!(app.feedback().map(|f| f.outcome), Some(Outcome::Failed));
+        assert_eq!(app.feedback().map(|f| f.progress), Some(Progress::Failed));
     }
 
     #[test]
@@ -454,7 +454,7 @@ mod tests {
         app.on_key(key('b'));
         app.on_key(key('h'));
         let f = app.feedback().expect("feedback");
-        assert_eq!(f.outcome, Outcome::Failed);
+        assert_eq!(f.progress, Progress::Failed);
         assert!(f.text.starts_with("busy:"), "{}", f.text);
         assert_eq!(drain(&mut rx).len(), 1);
         drop(rx);

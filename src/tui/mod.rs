@@ -2,44 +2,41 @@
 //!
 //! Data flows one way. The runtime publishes an `Arc<Snapshot>` on a watch channel; the event
 //! loop hands each new one to [`App`], which the pure [`render`] draws. Keys go through the pure
-//! [`map_key`] to an [`Action`]; actions that change the proxy become [`UiCommand`]s on a bounded
-//! channel, carried out by a task ([`spawn_executor`]) through the same balancer commands as the
-//! admin API, and their outcome comes back as a [`Feedback`] line. The dashboard never locks
-//! balancer state.
+//! `keymap::map_key` to an [`Action`]; actions that change the proxy become [`UiCommand`]s on a bounded
+//! channel, carried out elsewhere (by `app::dashboard`, through the same command path as the admin
+//! API), and their outcome comes back as a [`Feedback`] line. [`run_dashboard`] takes only those
+//! channels: the dashboard cannot reach the running instance, so the one-way flow is a matter of
+//! types, not discipline.
 //!
 //! The loop redraws only when something changed (a snapshot, a key, a command result, a resize,
 //! or once a second for the clock), and at most every [`FRAME_INTERVAL`]. While it is up,
 //! `tracing` goes to the log pane (tui-logger) and nothing is printed; the terminal is restored
 //! on every exit path, panics included ([`terminal`]).
 //!
-//! `ccr demo` reuses all of it through [`run_dashboard`], plugging its fault injection in as
-//! [`DemoControls`].
+//! `ccr tui` and `ccr demo` start it through `app::dashboard`; the demo turns on its fault keys.
 
-pub mod app;
-pub mod command;
-pub mod keymap;
+mod app;
+mod command;
+mod keymap;
 pub mod logs;
 pub mod sample;
-pub mod terminal;
-pub mod theme;
-pub mod view;
+mod terminal;
+mod theme;
+mod view;
 
 #[cfg(test)]
 mod tests;
 
 pub use app::App;
-pub use command::{DemoControls, Feedback, Outcome, UiCommand, spawn_executor};
-pub use keymap::{Action, DemoAction, Focus, KeyContext, map_key};
+pub(crate) use command::COMMAND_QUEUE;
+pub use command::{Feedback, Progress, UiCommand};
+pub use keymap::{Action, DemoAction, Focus, KeyContext};
 pub use logs::{LogLine, LogPane, init_logging};
 pub use view::render;
 
-use crate::app::{ListenOverride, launch};
-use crate::config::{Config, ConfigSource};
-use crate::server::Runtime;
 use crate::snapshot::Snapshot;
 use crossterm::event::{Event, EventStream};
 use futures_util::StreamExt;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use terminal::{DashboardTerminal, TerminalGuard};
@@ -60,75 +57,27 @@ pub enum TuiError {
     Terminal(#[from] std::io::Error),
 }
 
-/// `ccr tui`: start the proxy for `config` and run the dashboard until the user quits, then
-/// stop the proxy. Logs go to the dashboard's log pane from the start.
-pub fn run(config: Config, source: ConfigSource, listen: ListenOverride) -> ExitCode {
-    if let Err(e) = init_logging() {
-        eprintln!("ccr tui: {e}");
-        return ExitCode::FAILURE;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ccr tui: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let notice = source.notice();
-        let running = match launch(config, source, listen).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        tracing::info!("{notice}");
-        tracing::info!("listening on {}", running.base_url());
-        for w in crate::config::warnings(&running.runtime.config()) {
-            tracing::warn!("config: {w}");
-        }
-        let result = run_dashboard(running.runtime.clone(), None).await;
-        running.shutdown().await;
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("ccr tui: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
-}
-
-/// Take over the terminal and show `runtime` until the user quits (`q`, Ctrl-C) or the process
-/// gets SIGINT. With `demo`, the demo's fault keys are live and go to it. The terminal is given
-/// back before this returns (or unwinds); the proxy keeps running: stopping it is the caller's.
+/// Take over the terminal and show the snapshots until the user quits (`q`, Ctrl-C) or the
+/// process gets SIGINT. Key presses go out on `commands`; their results come back on `feedback`.
+/// With `demo_keys`, the demo's fault keys are live. The terminal is given back before this
+/// returns (or unwinds); the proxy keeps running: stopping it is the caller's.
 ///
 /// Call [`init_logging`] first, so that nothing is printed over the dashboard.
 pub async fn run_dashboard(
-    runtime: Arc<Runtime>,
-    demo: Option<Arc<dyn DemoControls>>,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    commands: mpsc::Sender<UiCommand>,
+    mut feedback: mpsc::Receiver<Feedback>,
+    demo_keys: bool,
 ) -> Result<(), TuiError> {
-    let mut snapshots = runtime.snapshots();
     let first = snapshots.borrow_and_update().clone();
-    let (command_tx, command_rx) = mpsc::channel(command::COMMAND_QUEUE);
-    let (feedback_tx, mut feedback_rx) = mpsc::channel(command::COMMAND_QUEUE);
-    let mut app = App::new(first, command_tx).with_log_pane(LogPane::live());
-    if demo.is_some() {
+    let mut app = App::new(first, commands).with_log_pane(LogPane::live());
+    if demo_keys {
         app = app.with_demo_keys();
     }
-    let executor = spawn_executor(runtime, demo, command_rx, feedback_tx);
-    let result = {
-        let mut guard = TerminalGuard::enter()?;
-        event_loop(guard.terminal(), &mut app, &mut snapshots, &mut feedback_rx).await
-        // The guard drops here: the terminal is back before anything else happens.
-    };
-    drop(app);
-    // The executor ends once the App's sender is gone and the command at hand is done.
-    if let Err(e) = executor.await {
-        tracing::warn!("dashboard command task failed: {e}");
-    }
-    result
+    let mut guard = TerminalGuard::enter()?;
+    event_loop(guard.terminal(), &mut app, &mut snapshots, &mut feedback).await
+    // The guard drops here: the terminal is back before anything else happens; the App (and its
+    // command sender) goes with it.
 }
 
 /// Draw when something changed, at most every [`FRAME_INTERVAL`]; stop when the app quits.

@@ -10,7 +10,7 @@ use crate::balancer::{
     SampleSource, StrategyKind,
 };
 use crate::snapshot::{
-    LatencyHistogram, ProviderView, ReloadInfo, RuleView, Snapshot, TokenInfo, provider_status,
+    LatencyHistogram, ProviderView, ReloadInfo, RuleView, Snapshot, TokenStatus, provider_status,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
@@ -153,7 +153,7 @@ fn snapshot_of(providers: Vec<ProviderSnapshot>, rules: Vec<RuleView>, rate: f64
                 latency_p50_ms: None,
                 latency_p95_ms: None,
                 ttfb_histogram: LatencyHistogram::default(),
-                token: TokenInfo::default(),
+                token: TokenStatus::default(),
                 core,
             }
         })

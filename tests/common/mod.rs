@@ -4,88 +4,71 @@
 
 use ccr::anthropic::sse::parse_events;
 use ccr::app::{self, ListenOverride, Running};
-use ccr::config::{ConfigSource, parse_config};
-use ccr::demo::upstream::{SimOptions, SimUpstream, write_social_token_file};
+use ccr::config::ConfigSource;
+use ccr::demo::pool::{Account, SimPool, SimPoolBuilder};
+use ccr::demo::upstream::{SimOptions, SimUpstream};
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Harness {
     pub ccr: Running,
-    pub upstreams: Vec<SimUpstream>,
-    pub dir: tempfile::TempDir,
+    /// `pool.upstreams`, for short test code.
+    pub upstreams: Vec<Arc<SimUpstream>>,
+    pub pool: SimPool,
     pub http: reqwest::Client,
     pub config_path: PathBuf,
 }
 
+/// Options of upstream `i` in these tests: named `upstream-<i>`, frames sent without delay.
+pub fn sim(i: usize) -> SimOptions {
+    SimOptions { chunk_delay: Duration::ZERO, ..SimOptions::named(format!("upstream-{i}")) }
+}
+
+/// Upstream timeouts of the test configs.
+fn test_timeouts() -> Value {
+    json!({"firstByteTimeout": 5000, "idleTimeout": 5000})
+}
+
 /// The seed's load-balancing config with each provider pointed at one simulated upstream
 /// (`codewhisperer-primary` → upstreams[0], `codewhisperer-secondary` → upstreams[1]).
-pub fn seed_config_for(upstreams: &[SimUpstream], dir: &std::path::Path) -> Value {
-    let mut config: Value = serde_json::from_str(ccr::config::DEFAULT_CONFIG).unwrap();
-    let ids = ["codewhisperer-primary", "codewhisperer-secondary"];
-    for (id, up) in ids.iter().zip(upstreams) {
-        let token = dir.join(format!("{id}.json"));
-        write_social_token_file(&token, &up.issue_credentials(Duration::from_secs(3600))).unwrap();
-        let p = &mut config["providers"][*id];
-        p["endpoint"] = json!(up.base_url());
-        p["authEndpoint"] = json!(up.base_url());
-        p["tokenPath"] = json!(token.to_string_lossy());
-        p["firstByteTimeout"] = json!(5000);
-        p["idleTimeout"] = json!(5000);
-    }
-    config
+pub fn seed_pool() -> SimPoolBuilder {
+    SimPool::seed()
+        .provider_defaults(test_timeouts())
+        .account("codewhisperer-primary", Account::new().sim(sim(0)))
+        .account("codewhisperer-secondary", Account::new().sim(sim(1)))
 }
 
-/// A one-provider config for upstreams[0].
-pub fn single_config_for(up: &SimUpstream, dir: &std::path::Path) -> Value {
-    let token = dir.join("solo.json");
-    write_social_token_file(&token, &up.issue_credentials(Duration::from_secs(3600))).unwrap();
-    json!({
-        "routing": {"rules": {"default": {"providers": ["solo"]}}},
-        "providers": {"solo": {
-            "type": "aws", "authMethod": "kiro-token", "tokenPath": token.to_string_lossy(),
-            "endpoint": up.base_url(), "authEndpoint": up.base_url(),
-            "firstByteTimeout": 5000, "idleTimeout": 5000,
-            // No usage poller: these tests count the upstream's calls (refreshes, rejections).
-            "usage": {"enabled": false}
-        }}
-    })
+/// A one-provider config (`solo`, token file `solo.json`) for upstreams[0].
+pub fn solo_pool() -> SimPoolBuilder {
+    solo_pool_with(sim(0))
 }
 
-/// Start `n` upstreams, build a config from them, and launch ccr on 127.0.0.1:0.
-pub async fn start(n: usize, build: impl FnOnce(&[SimUpstream], &std::path::Path) -> Value) -> Harness {
-    start_with(
-        n,
-        |i| SimOptions { chunk_delay: Duration::ZERO, ..SimOptions::named(format!("upstream-{i}")) },
-        build,
-    )
-    .await
+/// [`solo_pool`] with these upstream options.
+pub fn solo_pool_with(options: SimOptions) -> SimPoolBuilder {
+    SimPool::builder()
+        // No usage poller: these tests count the upstream's calls (refreshes, rejections).
+        .provider_defaults(
+            json!({"firstByteTimeout": 5000, "idleTimeout": 5000, "usage": {"enabled": false}}),
+        )
+        .account("solo", Account::new().sim(options))
+        .rule("default", json!({"providers": ["solo"]}))
 }
 
-pub async fn start_with(
-    n: usize,
-    options: impl Fn(usize) -> SimOptions,
-    build: impl FnOnce(&[SimUpstream], &std::path::Path) -> Value,
-) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let mut upstreams = Vec::new();
-    for i in 0..n {
-        upstreams.push(SimUpstream::start(options(i)).await.unwrap());
-    }
-    let config = build(&upstreams, dir.path());
-    let config_path = dir.path().join("config.json");
-    let text = serde_json::to_string_pretty(&config).unwrap();
-    std::fs::write(&config_path, &text).unwrap();
-    let parsed = parse_config(&text).expect("test config must be valid");
+/// Start the pool's upstreams, write its config, and launch ccr on 127.0.0.1:0.
+pub async fn start(pool: SimPoolBuilder) -> Harness {
+    let pool = pool.start().await.unwrap();
+    let parsed = pool.parsed_config().expect("test config must be valid");
     let ccr = app::launch(
         parsed,
-        ConfigSource::Flag(config_path.clone()),
+        ConfigSource::Flag(pool.config_path.clone()),
         ListenOverride { host: Some("127.0.0.1".into()), port: Some(0) },
     )
     .await
     .unwrap();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    Harness { ccr, upstreams, dir, http, config_path }
+    Harness { ccr, upstreams: pool.upstreams.clone(), config_path: pool.config_path.clone(), pool, http }
 }
 
 impl Harness {
@@ -107,9 +90,7 @@ impl Harness {
 
     pub async fn shutdown(self) {
         self.ccr.shutdown().await;
-        for up in &self.upstreams {
-            up.shutdown().await;
-        }
+        self.pool.shutdown().await;
     }
 }
 

@@ -77,11 +77,15 @@ pub enum TokenError {
     WriteBack { file: String, reason: String },
 }
 
-/// What the dashboard and health endpoints show about a provider's token.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+/// A provider's token, as far as the proxy knows it (never the token itself): what the
+/// snapshot, the dashboard and the health endpoints show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenStatus {
+    /// When the access token expires.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it was last refreshed by this process.
     pub last_refresh: Option<DateTime<Utc>>,
+    /// Why the last attempt to get a credential failed (e.g. the token file is missing).
     pub error: Option<String>,
 }
 
@@ -370,18 +374,9 @@ fn read_registration(path: &Path) -> Option<(String, String)> {
 /// Write JSON to `path` atomically (temp file in the same directory, then rename), mode 0600.
 pub fn write_atomically(path: &Path, map: &Map<String, Value>) -> Result<(), TokenError> {
     let fail = |reason: String| TokenError::WriteBack { file: path.display().to_string(), reason };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
-    serde_json::to_writer_pretty(&mut tmp, map).map_err(|e| fail(e.to_string()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    tmp.as_file().sync_all().map_err(|e| fail(e.to_string()))?;
-    tmp.persist(path).map_err(|e| fail(e.error.to_string()))?;
-    Ok(())
+    let text = serde_json::to_vec_pretty(map).map_err(|e| fail(e.to_string()))?;
+    crate::atomic_file::write(path, &text, crate::atomic_file::Permissions::Private)
+        .map_err(|e| fail(e.to_string()))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use crate::snapshot::{Snapshot, format_duration_ms};
 use crate::tui::app::App;
-use crate::tui::command::Outcome;
+use crate::tui::command::Progress;
 use crate::tui::theme;
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -11,10 +11,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 /// Rows the header takes.
-pub const HEIGHT: u16 = 3;
+pub(super) const HEIGHT: u16 = 3;
 
 /// Draw the header in `area`.
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let s = app.snapshot();
     let lines = vec![status_line(s), config_line(s), feedback_line(app)];
     frame.render_widget(Paragraph::new(lines), area);
@@ -81,16 +81,16 @@ fn config_line(s: &Snapshot) -> Line<'static> {
 fn feedback_line(app: &App) -> Line<'static> {
     match app.feedback() {
         Some(f) => {
-            let (mark, style) = match f.outcome {
-                Outcome::Pending => ("…", theme::DIM),
-                Outcome::Done => ("»", theme::GOOD),
-                Outcome::Failed => ("✗", theme::BAD),
+            let (mark, style) = match f.progress {
+                Progress::Pending => ("…", theme::DIM),
+                Progress::Done => ("»", theme::GOOD),
+                Progress::Failed => ("✗", theme::BAD),
             };
             Line::from(vec![
                 Span::styled(format!(" {mark} "), style),
                 Span::styled(
                     f.text.clone(),
-                    if f.outcome == Outcome::Failed { theme::BAD } else { theme::TEXT },
+                    if f.progress == Progress::Failed { theme::BAD } else { theme::TEXT },
                 ),
             ])
         }
@@ -99,7 +99,7 @@ fn feedback_line(app: &App) -> Line<'static> {
 }
 
 /// `42s`, `5m07s`, `3h02m05s`, `2d04h`.
-pub fn format_uptime(ms: u64) -> String {
+pub(crate) fn format_uptime(ms: u64) -> String {
     let s = ms / 1000;
     match s {
         0..60 => format!("{s}s"),

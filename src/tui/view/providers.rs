@@ -31,7 +31,7 @@ const HEADERS: [&str; 13] = [
 const GAUGE_CELLS: usize = 5;
 
 /// Draw the table in `area`.
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let providers = &app.snapshot().providers;
     let id_width = providers.iter().map(|p| p.core.id.chars().count()).max().unwrap_or(8).clamp(8, 24);
     let widths = [
