@@ -74,6 +74,9 @@ pub enum FailureKind {
     Timeout,
     /// The upstream answered 5xx.
     Status5xx(u16),
+    /// The upstream answered a 4xx that is not the request's fault (404, 409, 422, …): the
+    /// account or the endpoint is wrong.
+    Status4xx(u16),
     /// The upstream answered 429; the provider cools down for `retry_after` (clamped to
     /// [`MIN_COOLDOWN`]..=[`MAX_COOLDOWN`], [`DEFAULT_COOLDOWN`] when absent).
     RateLimited { retry_after: Option<Duration> },
@@ -102,7 +105,9 @@ impl fmt::Display for FailureKind {
         match self {
             FailureKind::Connect => f.write_str("connect error"),
             FailureKind::Timeout => f.write_str("timeout"),
-            FailureKind::Status5xx(code) => write!(f, "upstream status {code}"),
+            FailureKind::Status5xx(code) | FailureKind::Status4xx(code) => {
+                write!(f, "upstream status {code}")
+            }
             FailureKind::RateLimited { .. } => f.write_str("rate limited"),
             FailureKind::Auth => f.write_str("authentication failed"),
             FailureKind::QuotaExhausted { .. } => f.write_str("quota exhausted"),

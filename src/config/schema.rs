@@ -458,8 +458,39 @@ pub struct Server {
     /// Largest accepted request body, bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: i64,
+    /// Browser origins (`scheme://host[:port]`) allowed besides loopback ones: see
+    /// `server::guard`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// `Host` names allowed besides loopback ones when no `apiKey` is set.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Most open client connections; more wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: i64,
+    /// ms a client may take to send a whole request head.
+    #[serde(default = "default_request_head_timeout")]
+    pub request_head_timeout: i64,
+    /// ms of silence allowed while a request body is being received.
+    #[serde(default = "default_body_idle_timeout")]
+    pub body_idle_timeout: i64,
+    /// ms in-flight answers get to finish after a stop signal; then streams end with an error
+    /// event and the process exits.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: i64,
 }
-pub(crate) const SERVER_KEYS: &[&str] = &["host", "port", "apiKey", "maxBodyBytes"];
+pub(crate) const SERVER_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "apiKey",
+    "maxBodyBytes",
+    "allowedOrigins",
+    "allowedHosts",
+    "maxConnections",
+    "requestHeadTimeout",
+    "bodyIdleTimeout",
+    "shutdownTimeout",
+];
 
 impl Default for Server {
     fn default() -> Self {
@@ -468,6 +499,12 @@ impl Default for Server {
             port: default_port(),
             api_key: None,
             max_body_bytes: default_max_body(),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_connections: default_max_connections(),
+            request_head_timeout: default_request_head_timeout(),
+            body_idle_timeout: default_body_idle_timeout(),
+            shutdown_timeout: default_shutdown_timeout(),
         }
     }
 }
@@ -585,6 +622,18 @@ fn default_port() -> i64 {
 }
 fn default_max_body() -> i64 {
     32 * 1024 * 1024
+}
+fn default_max_connections() -> i64 {
+    1024
+}
+fn default_request_head_timeout() -> i64 {
+    30_000
+}
+fn default_body_idle_timeout() -> i64 {
+    30_000
+}
+fn default_shutdown_timeout() -> i64 {
+    30_000
 }
 fn default_metrics_endpoint() -> String {
     "/metrics".into()

@@ -38,7 +38,20 @@ pub enum ParseError {
 }
 
 fn list(problems: &[Problem]) -> String {
-    problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+    capped(problems).join("\n")
+}
+
+/// Most problems reported one by one; the rest are counted ("… and N more").
+pub const MAX_REPORTED_PROBLEMS: usize = 20;
+
+/// The problems as lines, at most [`MAX_REPORTED_PROBLEMS`] of them, then one line saying how
+/// many more there are: a file with thousands of mistakes must not produce megabytes of report.
+pub fn capped(problems: &[Problem]) -> Vec<String> {
+    let mut lines: Vec<String> = problems.iter().take(MAX_REPORTED_PROBLEMS).map(|p| p.to_string()).collect();
+    if problems.len() > MAX_REPORTED_PROBLEMS {
+        lines.push(format!("… and {} more", problems.len() - MAX_REPORTED_PROBLEMS));
+    }
+    lines
 }
 
 /// Parse and check a config text.
@@ -343,6 +356,32 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         bad("server.apiKey".into(), "must not be empty (omit it to disable the key)".into());
     }
     at_least_one(&mut bad, "server.maxBodyBytes".into(), config.server.max_body_bytes);
+    at_least_one(&mut bad, "server.maxConnections".into(), config.server.max_connections);
+    for (key, value) in [
+        ("requestHeadTimeout", config.server.request_head_timeout),
+        ("bodyIdleTimeout", config.server.body_idle_timeout),
+        ("shutdownTimeout", config.server.shutdown_timeout),
+    ] {
+        at_least_one(&mut bad, format!("server.{key}"), value);
+    }
+    for (i, origin) in config.server.allowed_origins.iter().enumerate() {
+        if crate::server::guard::parse_origin(origin).is_none() {
+            bad(
+                format!("server.allowedOrigins[{i}]"),
+                format!(
+                    "must be an origin like `https://example.com` or `http://host:8080` (got `{origin}`)"
+                ),
+            );
+        }
+    }
+    for (i, host) in config.server.allowed_hosts.iter().enumerate() {
+        if host.trim().is_empty() || host.contains(['/', ' ', '@']) {
+            bad(
+                format!("server.allowedHosts[{i}]"),
+                format!("must be a host name like `ccr.lan` (got `{host}`)"),
+            );
+        }
+    }
     for (key, p) in [
         ("metricsEndpoint", &config.monitoring.metrics_endpoint),
         ("healthEndpoint", &config.monitoring.health_endpoint),

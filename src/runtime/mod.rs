@@ -60,6 +60,10 @@ pub struct Runtime {
     reload_lock: Mutex<()>,
     /// The published operator snapshot and what building it needs.
     publisher: publisher::Publisher,
+    /// Ends in-flight streams when the shutdown deadline passes.
+    pub drain: crate::server::listen::Drain,
+    /// The accounts' models for `/v1/models` (cached `ListAvailableModels`).
+    pub(crate) models: crate::providers::codewhisperer::model_list::ModelCatalog,
 }
 
 impl Runtime {
@@ -78,6 +82,8 @@ impl Runtime {
             requests_total: AtomicU64::new(0),
             reload_lock: Mutex::new(()),
             publisher: publisher::Publisher::default(),
+            drain: crate::server::listen::Drain::default(),
+            models: Default::default(),
         })
     }
 

@@ -244,7 +244,7 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(status(balancer::CommandError::NoHealthCheck("a".into()).into()), StatusCode::CONFLICT);
-        let unreadable = || ConfigError::Io { file: "c.json".into(), source: io() };
+        let unreadable = || ConfigError::Io { file: "c.json".into(), source: io().into() };
         let reload = CommandError::Reload(ReloadError::Rejected(unreadable()));
         assert_eq!(status(reload.into()), StatusCode::UNPROCESSABLE_ENTITY);
         // The file's or the setup's state: the operator can fix it.

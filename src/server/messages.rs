@@ -37,13 +37,13 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 
 /// What the client is told about routing, on every answer.
 #[derive(Debug, Clone)]
-struct Route {
-    category: Category,
-    provider: Option<String>,
-    attempts: usize,
+pub(super) struct Route {
+    pub(super) category: Category,
+    pub(super) provider: Option<String>,
+    pub(super) attempts: usize,
     /// The conversation's session key (see [`super::session::session_key`]).
-    session: Option<String>,
-    affinity: Option<crate::balancer::Affinity>,
+    pub(super) session: Option<String>,
+    pub(super) affinity: Option<crate::balancer::Affinity>,
 }
 
 impl Route {
@@ -71,6 +71,9 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 
 /// The client's error for a body that could not be read: 413 past the limit, else 400.
 fn body_error(e: &(dyn std::error::Error + 'static), limit: usize) -> ApiError {
+    if let Some(stalled) = super::limits::stalled_error(e) {
+        return stalled;
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     let mut too_large = false;
     while let Some(s) = source {
@@ -159,9 +162,14 @@ pub async fn messages(State(rt): State<Arc<Runtime>>, headers: HeaderMap, body: 
     let session = super::session::session_key(&headers, &req);
     let mut route = Route { category, provider: None, attempts: 0, session, affinity: None };
     let (_, rule) = live.config.rule(category);
+    // The rule's model, else a `/v1/models` id mapped back exactly, else the name mapping.
+    let model_id = rule.model.clone().or_else(|| rt.models.kiro_id(&req.model));
+    if crate::providers::codewhisperer::websearch::search_tool(&req).is_some() {
+        let response = super::websearch::handle(&rt, &live, req, model_id, &mut route).await;
+        return route.respond(response);
+    }
     let converted =
-        match convert(&req, &ConvertOptions { model_id: rule.model.as_deref(), ..ConvertOptions::default() })
-        {
+        match convert(&req, &ConvertOptions { model_id: model_id.as_deref(), ..ConvertOptions::default() }) {
             Ok(c) => c,
             Err(e) => return route.respond(e.into_response()),
         };
@@ -222,7 +230,8 @@ async fn dispatch(
             Ok((first, events)) => {
                 lease.first_byte(sent_at.elapsed());
                 if stream {
-                    return route.respond(stream_response(options, first, events, lease, sent_at));
+                    let stop = rt.drain.subscribe();
+                    return route.respond(stream_response(options, first, events, lease, sent_at, stop));
                 }
                 match collect(options.clone(), first, events, &lease).await {
                     Ok(message) => {
@@ -254,7 +263,7 @@ async fn dispatch(
     route.respond(err.into_response())
 }
 
-fn log_failure(id: &str, err: &UpstreamError, attempt: usize, max: usize) {
+pub(super) fn log_failure(id: &str, err: &UpstreamError, attempt: usize, max: usize) {
     if attempt < max {
         tracing::warn!(provider = %id, attempt, "upstream failed, failing over: {}", err.message);
     } else {
@@ -268,6 +277,7 @@ pub fn failure_kind(err: &UpstreamError) -> FailureKind {
         UpstreamErrorKind::Connect => FailureKind::Connect,
         UpstreamErrorKind::Timeout => FailureKind::Timeout,
         UpstreamErrorKind::Server(code) => FailureKind::Status5xx(*code),
+        UpstreamErrorKind::Rejected(code) => FailureKind::Status4xx(*code),
         UpstreamErrorKind::Throttled { retry_after } => {
             FailureKind::RateLimited { retry_after: *retry_after }
         }
@@ -283,7 +293,8 @@ pub fn failure_kind(err: &UpstreamError) -> FailureKind {
         UpstreamErrorKind::Protocol
         | UpstreamErrorKind::Validation
         | UpstreamErrorKind::ContextTooLong
-        | UpstreamErrorKind::InvalidModel => FailureKind::Protocol,
+        | UpstreamErrorKind::InvalidModel
+        | UpstreamErrorKind::TooLarge => FailureKind::Protocol,
     }
 }
 
@@ -346,12 +357,13 @@ fn stream_response(
     events: EventStream,
     lease: Lease,
     sent_at: Instant,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Response {
     let mut translator = SseTranslator::new(options, new_message_id());
     let mut buf = BytesMut::with_capacity(4096);
     translator.start(&mut buf);
     let state =
-        Streaming { translator, events, lease: Some(lease), buf, sent_at, pending_first: Some(first) };
+        Streaming { translator, events, lease: Some(lease), buf, sent_at, pending_first: Some(first), stop };
     let body = Body::from_stream(futures_util::stream::unfold(state, |mut s| async move {
         let chunk = s.next_chunk().await?;
         Some((Ok::<_, std::io::Error>(chunk), s))
@@ -372,6 +384,8 @@ struct Streaming {
     buf: BytesMut,
     sent_at: Instant,
     pending_first: Option<KiroEvent>,
+    /// Turns true when the shutdown deadline passes: the answer ends with an `error` event.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Streaming {
@@ -393,7 +407,20 @@ impl Streaming {
             if self.translator.is_done() {
                 return None;
             }
-            match tokio::time::timeout(PING_INTERVAL, self.events.next_event()).await {
+            let stop = &mut self.stop;
+            let next = tokio::select! {
+                next = tokio::time::timeout(PING_INTERVAL, self.events.next_event()) => Some(next),
+                () = async {
+                    if stop.wait_for(|stop| *stop).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => None,
+            };
+            let Some(next) = next else {
+                self.shut_down();
+                continue;
+            };
+            match next {
                 Err(_) => self.translator.ping(&mut self.buf),
                 Ok(Ok(Some(event))) => {
                     self.on_event(event);
@@ -423,6 +450,17 @@ impl Streaming {
                 }
             }
         }
+    }
+
+    /// The shutdown deadline passed: close the answer with an error event. Not the provider's
+    /// fault (dropping the lease counts the attempt as neutral).
+    fn shut_down(&mut self) {
+        let err = ApiError::new(
+            ErrorKind::OverloadedError,
+            "ccr is shutting down and the answer did not finish within server.shutdownTimeout; retry",
+        );
+        self.translator.fail(&err, &mut self.buf);
+        self.lease.take();
     }
 
     /// The upstream broke after the first byte: close the answer with an error event.

@@ -88,6 +88,7 @@ async fn event_loop(
     feedback: &mut mpsc::Receiver<Feedback>,
 ) -> Result<(), TuiError> {
     let mut events = EventStream::new();
+    let mut signals = crate::signals::StopSignals::install();
     let mut dirty = true;
     let mut last_draw: Option<Instant> = None;
     let mut snapshots_open = true;
@@ -126,7 +127,7 @@ async fn event_loop(
                 app.on_feedback(result);
                 dirty = true;
             }
-            _ = tokio::signal::ctrl_c() => app.apply(Action::Quit),
+            _ = signals.next() => app.apply(Action::Quit),
             () = tokio::time::sleep_until(wake) => {
                 if next_frame.is_none() {
                     // A second without a change: redraw for the log pane.

@@ -196,12 +196,20 @@ pub(super) enum Plan {
     Scenario(Scenario),
     /// Acknowledge the current message's tool results.
     ToolResultAck,
+    /// Call the declared search tool with the query the user asked for.
+    WebSearch,
+    /// Summarise the web search results in the current message's tool results.
+    SearchSummary,
 }
 
 impl Plan {
     pub(super) fn choose(view: &RequestView<'_>, knobs: &Knobs, long_frames: usize) -> Plan {
         if let Some(s) = Scenario::find_marker(view.content, long_frames) {
             Plan::Scenario(s)
+        } else if super::websearch_model::query(view).is_some() {
+            Plan::WebSearch
+        } else if super::websearch_model::summary(view).is_some() {
+            Plan::SearchSummary
         } else if !view.tool_results.is_empty() {
             Plan::ToolResultAck
         } else {

@@ -50,7 +50,7 @@ pub(super) async fn usage_limits(
         "daysUntilReset": days,
         "nextDateReset": reset_epoch,
         "subscriptionInfo": {
-            "subscriptionTitle": "KIRO FREE",
+            "subscriptionTitle": sim.fixed.tier.title(),
             "type": "Q_DEVELOPER_STANDALONE_FREE",
             "overageCapability": "OVERAGE_INCAPABLE",
             "upgradeCapability": "UPGRADE_CAPABLE",

@@ -6,6 +6,10 @@
 //! timeouts but no whole-request timeout, which would cut long answers. The first-event and
 //! idle timeouts are applied by [`EventStream`] around each read.
 
+mod json_call;
+
+pub use json_call::JsonCall;
+
 use super::convert::{Converted, request_body};
 use super::events::{KiroEvent, parse_frame};
 use super::eventstream::FrameDecoder;
@@ -76,6 +80,11 @@ pub enum UpstreamErrorKind {
     LoginExpired,
     /// 5xx.
     Server(u16),
+    /// 413 from the upstream: the request is too large. Never retried.
+    TooLarge,
+    /// Any other 4xx (404, 409, 422, 431, 451, …): not the request's fault but the account's or
+    /// the endpoint's, so the request fails over and the provider is charged with it.
+    Rejected(u16),
     /// A corrupt frame, a cut stream, an upstream exception event.
     Protocol,
 }
@@ -101,6 +110,7 @@ impl UpstreamError {
             UpstreamErrorKind::Validation
                 | UpstreamErrorKind::ContextTooLong
                 | UpstreamErrorKind::InvalidModel
+                | UpstreamErrorKind::TooLarge
         )
     }
 
@@ -126,7 +136,11 @@ impl UpstreamError {
                 .with_retry_after(Duration::from_secs(3600)),
             K::Auth | K::LoginExpired => ApiError::new(ErrorKind::AuthenticationError, self.message.clone()),
             K::Suspended => ApiError::new(ErrorKind::PermissionError, self.message.clone()),
-            K::Connect | K::Server(_) | K::Protocol => {
+            K::TooLarge => ApiError::new(
+                ErrorKind::RequestTooLarge,
+                format!("upstream refused the request as too large: {}", self.message),
+            ),
+            K::Connect | K::Server(_) | K::Rejected(_) | K::Protocol => {
                 ApiError::new(ErrorKind::ApiError, self.message.clone())
             }
             K::Timeout => ApiError::new(ErrorKind::ApiError, self.message.clone())
@@ -172,8 +186,12 @@ pub fn classify_status(status: u16, body: &str, retry_after: Option<Duration>) -
         K::Timeout
     } else if status >= 500 {
         K::Server(status)
-    } else {
+    } else if status == 413 {
+        K::TooLarge
+    } else if status == 400 {
         K::Validation
+    } else {
+        K::Rejected(status)
     };
     UpstreamError::new(kind, format!("upstream answered {status}: {reason}"))
 }
@@ -562,6 +580,12 @@ mod tests {
                 K::QuotaExhausted,
             ),
             (400, r#"{"message":"x","reason":"INVALID_MODEL_ID"}"#, K::InvalidModel),
+            (413, r#"{"message":"Request entity too large"}"#, K::TooLarge),
+            (404, r#"{"message":"not found"}"#, K::Rejected(404)),
+            (409, r#"{"message":"conflict"}"#, K::Rejected(409)),
+            (422, "", K::Rejected(422)),
+            (431, "", K::Rejected(431)),
+            (451, "", K::Rejected(451)),
             (429, r#"{"message":"Too many requests"}"#, K::Throttled { retry_after: None }),
             (403, r#"{"message":"The bearer token included in the request is invalid."}"#, K::Auth),
             (403, r#"{"message":"Your account temporarily is suspended"}"#, K::Suspended),

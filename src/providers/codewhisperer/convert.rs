@@ -146,6 +146,7 @@ pub fn convert(req: &MessagesRequest, opts: &ConvertOptions) -> Result<Converted
     }
     history.extend(turns);
 
+    limit_images(&mut history, &mut current)?;
     pair_tool_results(&mut history, &mut current);
     let tools = tool_specs(req, opts.max_tool_description, &history, &mut tool_names);
     for turn in history.iter_mut().chain(std::iter::once(&mut current)) {
@@ -449,11 +450,8 @@ fn add_message<'a>(turns: &mut Vec<Turn<'a>>, message: &'a Message, names: &mut 
                 Err(None) => {}
             },
             (Side::User, ContentBlock::ToolResult { tool_use_id, content, is_error }) => {
-                turn.tool_results.push(KToolResult::new(
-                    tool_use_id,
-                    tool_result_text(content.as_ref()),
-                    *is_error,
-                ));
+                let text = tool_result_text(content.as_ref(), &mut turn.images);
+                turn.tool_results.push(KToolResult::new(tool_use_id, text, *is_error));
             }
             (Side::Assistant, ContentBlock::Thinking { thinking }) => {
                 joiner.push_thinking(&mut turn.text, thinking);
@@ -464,11 +462,62 @@ fn add_message<'a>(turns: &mut Vec<Turn<'a>>, message: &'a Message, names: &mut 
                 input: ToolInput(input),
                 original: name,
             }),
+            (
+                Side::Assistant,
+                block @ (ContentBlock::ServerToolUse { .. } | ContentBlock::WebSearchToolResult { .. }),
+            ) => {
+                if let Some(text) = super::websearch::history_text(block) {
+                    joiner.push(&mut turn.text, &text);
+                }
+            }
             // Images and results in assistant turns, tool uses and thinking in user turns, redacted
             // thinking and unknown blocks have no Kiro equivalent.
             _ => {}
         }
     }
+}
+
+/// Largest image Kiro takes, decoded bytes (KRS2 drops images over 5 MiB).
+pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
+
+/// Most images sent in one request; older ones are left out beyond it.
+pub const MAX_IMAGES: usize = 20;
+
+/// Kiro's image limits: an image over [`MAX_IMAGE_BYTES`] is refused with a 400 that says so
+/// (ccr does not re-encode images); beyond [`MAX_IMAGES`] in one request the oldest are left out
+/// and their message says how many.
+fn limit_images(history: &mut [Turn<'_>], current: &mut Turn<'_>) -> Result<(), ApiError> {
+    let mut total = 0;
+    for turn in history.iter().chain(std::iter::once(&*current)) {
+        for img in &turn.images {
+            let decoded = img.source.bytes.len() / 4 * 3;
+            if decoded > MAX_IMAGE_BYTES {
+                return Err(ApiError::invalid_request(format!(
+                    "messages: an image of {:.1} MB is larger than the {} MB Kiro accepts per image; resize or compress it",
+                    decoded as f64 / 1_048_576.0,
+                    MAX_IMAGE_BYTES / 1_048_576
+                )));
+            }
+        }
+        total += turn.images.len();
+    }
+    let mut excess = total.saturating_sub(MAX_IMAGES);
+    for turn in history.iter_mut() {
+        if excess == 0 {
+            break;
+        }
+        let drop = excess.min(turn.images.len());
+        if drop > 0 {
+            turn.images.drain(..drop);
+            excess -= drop;
+            push_part(
+                &mut turn.text,
+                &format!("[{drop} image(s) left out: Kiro takes at most {MAX_IMAGES} images per request]"),
+                "\n",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Kiro image format for a media type; `None` for formats Kiro does not take.
@@ -503,7 +552,33 @@ fn image(source: &Source) -> Result<KImage<'_>, Option<String>> {
 
 /// The text of a tool result: string content as is, blocks joined with `\n`, images and
 /// documents described, tool references named.
-fn tool_result_text(content: Option<&Content<ToolResultBlock>>) -> Cow<'_, str> {
+///
+/// Kiro's tool results carry text only, so base64 images in a result move to `images`, the user
+/// message that carries the result, and the result says where each went:
+/// `[Image: attached to this message as image N]`.
+fn tool_result_text<'a>(
+    content: Option<&'a Content<ToolResultBlock>>,
+    images: &mut Vec<KImage<'a>>,
+) -> Cow<'a, str> {
+    if let Some(Content::Blocks(blocks)) = content
+        && blocks.iter().any(|b| matches!(b, ToolResultBlock::Image { .. }))
+    {
+        let mut out = String::new();
+        for block in blocks {
+            match block {
+                ToolResultBlock::Image { source } => match image(source) {
+                    Ok(img) => {
+                        images.push(img);
+                        let note = format!("[Image: attached to this message as image {}]", images.len());
+                        push_part(&mut out, &note, "\n");
+                    }
+                    Err(_) => result_block_text(block, &mut out),
+                },
+                other => result_block_text(other, &mut out),
+            }
+        }
+        return Cow::Owned(out);
+    }
     match content {
         None => Cow::Borrowed(""),
         Some(Content::Text(s)) => Cow::Borrowed(s),
@@ -527,7 +602,7 @@ fn result_block_text(block: &ToolResultBlock, out: &mut String) {
             let media = source.media_type.as_deref().unwrap_or("unknown type");
             let note = match source.url.as_deref() {
                 Some(url) => format!("[Image: {url}]"),
-                None => format!("[Image omitted: {media}]"),
+                None => format!("[Image omitted: {media} is not a format Kiro takes (png, jpeg, gif, webp)]"),
             };
             push_part(out, &note, "\n");
         }
@@ -700,9 +775,30 @@ fn tool_specs<'a>(
     specs
 }
 
+/// The `agentContinuationId` of a conversation: a UUID derived from the `conversationId`, so it
+/// is the same for every turn of one Claude Code session (the Kiro IDE keeps one per chat).
+pub fn agent_continuation_id(conversation_id: &str) -> String {
+    let hash = Sha256::digest(format!("ccr-agent-continuation/{conversation_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+}
+
 /// The description capped at `max` characters (the last three being `...`), or a placeholder
 /// naming the tool when empty.
+///
+/// `input_examples` (Kiro has no such field) are appended as `Input examples:` lines.
 fn tool_description(tool: &Tool, max: usize) -> Cow<'_, str> {
+    if !tool.input_examples.is_empty() {
+        let mut text = tool.description.clone().unwrap_or_default();
+        text.push_str("\n\nInput examples:");
+        for example in &tool.input_examples {
+            text.push_str("\n- ");
+            text.push_str(&example.to_string());
+        }
+        let with = Tool { description: Some(text), input_examples: Vec::new(), ..tool.clone() };
+        return Cow::Owned(tool_description(&with, max).into_owned());
+    }
     let description = tool.description.as_deref().unwrap_or("");
     if description.trim().is_empty() {
         return Cow::Owned(format!("Tool: {}", tool.name));
@@ -820,6 +916,8 @@ impl Serialize for StateOut<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("conversationId", self.conversation_id)?;
+        m.serialize_entry("agentContinuationId", &agent_continuation_id(self.conversation_id))?;
+        m.serialize_entry("agentTaskType", "vibe")?;
         m.serialize_entry("chatTriggerType", "MANUAL")?;
         let current = UserOut { turn: self.current, model_id: self.model_id, tools: self.tools };
         m.serialize_entry("currentMessage", &Single("userInputMessage", current))?;
@@ -1735,6 +1833,7 @@ mod tests {
         assert_eq!(
             cur["images"],
             json!([
+                {"format": "png", "source": {"bytes": "iVBO"}},
                 {"format": "png", "source": {"bytes": "PNGDATA"}},
                 {"format": "jpeg", "source": {"bytes": "JPGDATA"}},
                 {"format": "webp", "source": {"bytes": "WEBP"}},
@@ -1748,8 +1847,60 @@ mod tests {
         );
         assert_eq!(
             cur["userInputMessageContext"]["toolResults"][0]["content"][0]["text"],
-            "Read the image\n[Image omitted: image/png]\nDocument: N\nnotes"
+            "Read the image\n[Image: attached to this message as image 1]\nDocument: N\nnotes"
         );
+    }
+
+    #[test]
+    fn tool_result_images_move_to_the_message_in_history_too_within_limits() {
+        let shot = |data: &str| json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}});
+        let turn = |id: &str, data: &str| {
+            vec![
+                json!({"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Read", "input": {}}]}),
+                json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": [shot(data)]}]}),
+            ]
+        };
+        let mut messages = vec![json!({"role": "user", "content": "look"})];
+        messages.extend(turn("t1", "FIRST"));
+        messages.extend(turn("t2", "SECOND"));
+        let (_, v) = run(&req(json!({"model": "m", "max_tokens": 10, "messages": messages})));
+        let h = history(&v);
+        let old = &h
+            .iter()
+            .find(|m| m["userInputMessage"]["userInputMessageContext"]["toolResults"].is_array())
+            .unwrap()["userInputMessage"];
+        assert_eq!(old["images"], json!([{"format": "png", "source": {"bytes": "FIRST"}}]));
+        assert_eq!(
+            old["userInputMessageContext"]["toolResults"][0]["content"][0]["text"],
+            "[Image: attached to this message as image 1]"
+        );
+        assert_eq!(current(&v)["images"], json!([{"format": "png", "source": {"bytes": "SECOND"}}]));
+
+        // Too many: the oldest are left out and their message says so.
+        let mut messages = vec![json!({"role": "user", "content": "look"})];
+        for i in 0..MAX_IMAGES + 2 {
+            messages.extend(turn(&format!("t{i}"), &format!("IMG{i}")));
+        }
+        let (_, v) = run(&req(json!({"model": "m", "max_tokens": 10, "messages": messages})));
+        let sent: usize = history(&v)
+            .iter()
+            .chain(std::iter::once(&json!({"userInputMessage": current(&v)})))
+            .map(|m| m["userInputMessage"]["images"].as_array().map_or(0, Vec::len))
+            .sum();
+        assert_eq!(sent, MAX_IMAGES);
+        assert!(v.to_string().contains("image(s) left out: Kiro takes at most 20 images per request"));
+
+        // Too large: a clear 400.
+        let big = "A".repeat(MAX_IMAGE_BYTES / 3 * 4 + 8);
+        let mut messages = vec![json!({"role": "user", "content": "look"})];
+        messages.extend(turn("t1", &big));
+        let err = convert(
+            &req(json!({"model": "m", "max_tokens": 10, "messages": messages})),
+            &ConvertOptions::default(),
+        )
+        .expect_err("too large");
+        assert_eq!(err.status.as_u16(), 400);
+        assert!(err.message.contains("larger than the 5 MB Kiro accepts per image"), "{}", err.message);
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub enum StopReason {
     ToolUse,
     MaxTokens,
     ModelContextWindowExceeded,
+    /// Kiro's `CONTENT_FILTERED`.
+    Refusal,
+    /// Kiro's `PAUSE_TURN`.
+    PauseTurn,
 }
 
 impl StopReason {
@@ -57,7 +61,24 @@ impl StopReason {
             StopReason::ToolUse => "tool_use",
             StopReason::MaxTokens => "max_tokens",
             StopReason::ModelContextWindowExceeded => "model_context_window_exceeded",
+            StopReason::Refusal => "refusal",
+            StopReason::PauseTurn => "pause_turn",
         }
+    }
+}
+
+/// Anthropic's stop reason for a `stopReason` Kiro reported; `None` for the ordinary ends
+/// (`END_TURN`, `TOOL_USE`, `STOP_SEQUENCE`) and unknown values, which the answer's own content
+/// decides.
+pub fn kiro_stop_reason(reason: &str) -> Option<StopReason> {
+    match reason.to_ascii_uppercase().as_str() {
+        "MAX_TOKENS" | "LENGTH" => Some(StopReason::MaxTokens),
+        "MODEL_CONTEXT_WINDOW_EXCEEDED" | "CONTEXT_WINDOW_EXCEEDED" => {
+            Some(StopReason::ModelContextWindowExceeded)
+        }
+        "CONTENT_FILTERED" | "GUARDRAIL_INTERVENED" | "REFUSAL" => Some(StopReason::Refusal),
+        "PAUSE_TURN" => Some(StopReason::PauseTurn),
+        _ => None,
     }
 }
 
@@ -77,7 +98,7 @@ pub enum UsageSource {
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
-    /// Cache-read input tokens (metadata only; already included in `input_tokens`).
+    /// Cache-read input tokens (metadata only; not included in `input_tokens`).
     pub cache_read: u64,
     /// Cache-write input tokens (metadata only).
     pub cache_write: u64,
@@ -229,6 +250,7 @@ struct Translator {
     metadata: Option<(u64, u64, u64, u64)>,
     context_percentage: Option<f64>,
     length_exceeded: bool,
+    kiro_stop: Option<StopReason>,
     finished: bool,
 }
 
@@ -250,6 +272,7 @@ impl Translator {
             metadata: None,
             context_percentage: None,
             length_exceeded: false,
+            kiro_stop: None,
             finished: false,
         }
     }
@@ -265,6 +288,11 @@ impl Translator {
             KiroEvent::ContextUsage { percentage } => self.context_percentage = Some(percentage),
             KiroEvent::Usage { input_tokens, output_tokens, cache_read, cache_write } => {
                 self.metadata = Some((input_tokens, output_tokens, cache_read, cache_write));
+            }
+            KiroEvent::StopReason(reason) => {
+                if let Some(stop) = kiro_stop_reason(&reason) {
+                    self.kiro_stop = Some(stop);
+                }
             }
             KiroEvent::Exception { kind, message } => {
                 if kind == "ContentLengthExceededException" {
@@ -543,6 +571,8 @@ impl Translator {
     fn stop_reason(&self) -> StopReason {
         if self.context_percentage.is_some_and(|p| p >= 100.0) {
             StopReason::ModelContextWindowExceeded
+        } else if let Some(stop) = self.kiro_stop {
+            stop
         } else if self.length_exceeded || self.thinking_only() {
             StopReason::MaxTokens
         } else if self.any_tool {
@@ -554,13 +584,14 @@ impl Translator {
 
     fn usage(&self) -> Usage {
         let (meta_in, meta_out, cache_read, cache_write) = self.metadata.unwrap_or_default();
-        let (input_tokens, input_source) = if meta_in > 0 {
-            (meta_in, UsageSource::Metadata)
-        } else if let Some(p) = self.context_percentage.filter(|p| p.is_finite() && *p > 0.0) {
-            ((p * self.opts.context_window as f64 / 100.0).round() as u64, UsageSource::ContextUsage)
-        } else {
-            (self.opts.input_tokens, UsageSource::Estimate)
-        };
+        let (input_tokens, input_source) =
+            if self.metadata.is_some() && (meta_in > 0 || cache_read + cache_write > 0) {
+                (meta_in, UsageSource::Metadata)
+            } else if let Some(p) = self.context_percentage.filter(|p| p.is_finite() && *p > 0.0) {
+                ((p * self.opts.context_window as f64 / 100.0).round() as u64, UsageSource::ContextUsage)
+            } else {
+                (self.opts.input_tokens, UsageSource::Estimate)
+            };
         let (output_tokens, output_from_metadata) =
             if meta_out > 0 { (meta_out, true) } else { (self.output_chars.tokens().max(1), false) };
         Usage { input_tokens, output_tokens, cache_read, cache_write, input_source, output_from_metadata }
@@ -635,6 +666,23 @@ struct MessageStartBody<'a> {
 struct WireUsage {
     input_tokens: u64,
     output_tokens: u64,
+    /// Only when Kiro reported token usage (`metadataEvent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    fn of(usage: &Usage) -> WireUsage {
+        let metadata = usage.input_source == UsageSource::Metadata;
+        WireUsage {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cache_creation_input_tokens: metadata.then_some(usage.cache_write),
+            cache_read_input_tokens: metadata.then_some(usage.cache_read),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -737,7 +785,12 @@ impl SseTranslator {
                 model: &self.core.opts.model,
                 stop_reason: None,
                 stop_sequence: None,
-                usage: WireUsage { input_tokens: self.core.opts.input_tokens, output_tokens: 1 },
+                usage: WireUsage {
+                    input_tokens: self.core.opts.input_tokens,
+                    output_tokens: 1,
+                    cache_creation_input_tokens: None,
+                    cache_read_input_tokens: None,
+                },
             },
         };
         write_event(out, "message_start", &start);
@@ -770,7 +823,7 @@ impl SseTranslator {
         let delta = MessageDelta {
             kind: "message_delta",
             delta: StopDelta { stop_reason: self.core.stop_reason(), stop_sequence: None },
-            usage: WireUsage { input_tokens: usage.input_tokens, output_tokens: usage.output_tokens },
+            usage: WireUsage::of(&usage),
         };
         write_event(out, "message_delta", &delta);
         write_event(out, "message_stop", &serde_json::json!({"type": "message_stop"}));
@@ -982,7 +1035,7 @@ impl MessageAggregator {
             "model": self.core.opts.model,
             "stop_reason": stop_reason,
             "stop_sequence": null,
-            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+            "usage": WireUsage::of(&usage),
         })
     }
 }
@@ -1543,7 +1596,30 @@ mod tests {
         assert_eq!((usage.cache_read, usage.cache_write), (1000, 7));
         assert_eq!(usage.input_source, UsageSource::Metadata);
         assert!(usage.output_from_metadata);
-        assert_eq!(aggregate(opts(), script)["usage"], json!({"input_tokens":1234,"output_tokens":56}));
+        assert_eq!(
+            aggregate(opts(), script)["usage"],
+            json!({"input_tokens":1234,"output_tokens":56,"cache_creation_input_tokens":7,"cache_read_input_tokens":1000})
+        );
+    }
+
+    #[test]
+    fn kiro_stop_reasons_map_to_anthropic_ones() {
+        for (kiro, anthropic) in [
+            ("MAX_TOKENS", "max_tokens"),
+            ("MODEL_CONTEXT_WINDOW_EXCEEDED", "model_context_window_exceeded"),
+            ("CONTENT_FILTERED", "refusal"),
+            ("PAUSE_TURN", "pause_turn"),
+            ("END_TURN", "end_turn"),
+            ("SOMETHING_NEW", "end_turn"),
+        ] {
+            let script = vec![text("Hi"), KiroEvent::StopReason(kiro.into())];
+            assert_eq!(aggregate(opts(), script.clone())["stop_reason"], anthropic, "{kiro}");
+            let (events, _) = run_sse(opts(), script);
+            assert!(
+                summary(&events).iter().any(|l| l.contains(&format!("message_delta {anthropic}"))),
+                "{kiro}"
+            );
+        }
     }
 
     #[test]
