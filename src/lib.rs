@@ -46,3 +46,4 @@ pub mod snapshot;
 pub mod status;
 #[warn(unreachable_pub)]
 pub mod tui;
+pub mod usage;

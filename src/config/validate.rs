@@ -159,10 +159,11 @@ fn check_keys(root: &Value, problems: &mut Vec<Problem>) {
         for (id, provider) in providers {
             let path = format!("providers.{id}");
             let Some(p) = object_keys(provider, &path, PROVIDER_KEYS, problems) else { continue };
-            let nested: [(&str, &[&str]); 3] = [
+            let nested: [(&str, &[&str]); 4] = [
                 ("healthCheck", HEALTH_CHECK_KEYS),
                 ("circuitBreaker", CIRCUIT_BREAKER_KEYS),
                 ("metrics", METRICS_KEYS),
+                ("usage", USAGE_KEYS),
             ];
             for (key, known) in nested {
                 if let Some(v) = p.get(key) {
@@ -225,6 +226,21 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         }
         if p.region.trim().is_empty() || p.region.contains(['/', ' ', ':']) {
             bad(join(&path, "region"), format!("not an AWS region name: `{}`", p.region));
+        }
+        {
+            let up = join(&path, "usage");
+            if p.usage.refresh_interval < 10_000 {
+                bad(
+                    join(&up, "refreshInterval"),
+                    format!("must be at least 10000 ms (got {})", p.usage.refresh_interval),
+                );
+            }
+            if !p.usage.reserve.is_finite() || p.usage.reserve < 0.0 {
+                bad(
+                    join(&up, "reserve"),
+                    format!("must be a number of credits >= 0 (got {})", p.usage.reserve),
+                );
+            }
         }
         if let Some(hc) = &p.health_check {
             let hp = join(&path, "healthCheck");
@@ -289,6 +305,9 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         let strategy = Strategy::parse(&lb.strategy);
         if strategy.is_none() {
             bad(join(&lp, "strategy"), unknown("strategy", &lb.strategy, &Strategy::NAMES));
+        }
+        if lb.sticky_ttl < 1000 {
+            bad(join(&lp, "stickyTtl"), format!("must be at least 1000 ms (got {})", lb.sticky_ttl));
         }
         for (id, w) in &lb.weights {
             let wp = format!("{lp}.weights.{id}");

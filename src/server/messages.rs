@@ -9,7 +9,7 @@
 
 use crate::anthropic::types::{MessagesRequest, parse_request};
 use crate::anthropic::{ApiError, ErrorKind};
-use crate::balancer::{FailureKind, Lease, SelectError};
+use crate::balancer::{FailureKind, Lease, Placement, SelectError};
 use crate::classify::classify;
 use crate::config::Category;
 use crate::providers::codewhisperer::buffers::{self, PooledBuf};
@@ -41,6 +41,9 @@ pub(super) struct Route {
     pub(super) category: Category,
     pub(super) provider: Option<String>,
     pub(super) attempts: usize,
+    /// The conversation's session key (see [`super::session::session_key`]).
+    pub(super) session: Option<String>,
+    pub(super) affinity: Option<crate::balancer::Affinity>,
 }
 
 impl Route {
@@ -50,6 +53,9 @@ impl Route {
             headers.insert("x-ccr-provider", p);
         }
         headers.insert("x-ccr-attempts", HeaderValue::from(self.attempts));
+        if let Some(a) = self.affinity {
+            headers.insert("x-ccr-affinity", HeaderValue::from_static(a.as_str()));
+        }
     }
 
     fn respond(&self, mut response: Response) -> Response {
@@ -139,7 +145,7 @@ pub async fn count_tokens(State(rt): State<Arc<Runtime>>, body: Body) -> Respons
 }
 
 /// `POST /v1/messages` (with or without `?beta=true`).
-pub async fn messages(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
+pub async fn messages(State(rt): State<Arc<Runtime>>, headers: HeaderMap, body: Body) -> Response {
     rt.count_request();
     let live = rt.live();
     let bytes = match read_body_reused(body, body_limit(&live)).await {
@@ -153,7 +159,8 @@ pub async fn messages(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
     drop(bytes);
     let estimate = req.estimate_input_tokens();
     let category = classify(&req, estimate, live.thresholds);
-    let mut route = Route { category, provider: None, attempts: 0 };
+    let session = super::session::session_key(&headers, &req);
+    let mut route = Route { category, provider: None, attempts: 0, session, affinity: None };
     let (_, rule) = live.config.rule(category);
     // The rule's model, else a `/v1/models` id mapped back exactly, else the name mapping.
     let model_id = rule.model.clone().or_else(|| rt.models.kiro_id(&req.model));
@@ -198,7 +205,8 @@ async fn dispatch(
     let mut last_error: Option<UpstreamError> = None;
 
     while route.attempts < max_attempts {
-        let mut lease = match rt.balancer.select(category, &tried).await {
+        let place = Placement { session: route.session.as_deref(), model: Some(converted.model_id.as_str()) };
+        let mut lease = match rt.balancer.select_for(category, &tried, place).await {
             Ok(lease) => lease,
             Err(e) => {
                 return route.respond(match last_error {
@@ -208,6 +216,7 @@ async fn dispatch(
             }
         };
         route.attempts += 1;
+        route.affinity = lease.affinity();
         let id = lease.id().to_string();
         route.provider = Some(id.clone());
         tried.push(id.clone());
@@ -224,7 +233,7 @@ async fn dispatch(
                     let stop = rt.drain.subscribe();
                     return route.respond(stream_response(options, first, events, lease, sent_at, stop));
                 }
-                match collect(options.clone(), first, events).await {
+                match collect(options.clone(), first, events, &lease).await {
                     Ok(message) => {
                         lease.success(sent_at.elapsed());
                         return route.respond(axum::Json(message).into_response());
@@ -278,7 +287,9 @@ pub fn failure_kind(err: &UpstreamError) -> FailureKind {
         UpstreamErrorKind::QuotaExhausted => FailureKind::QuotaExhausted {
             until: Some(Instant::now() + until_quota_reset(chrono::Utc::now())),
         },
-        UpstreamErrorKind::Auth | UpstreamErrorKind::Suspended => FailureKind::Auth,
+        UpstreamErrorKind::Auth => FailureKind::Auth,
+        UpstreamErrorKind::Suspended => FailureKind::Suspended,
+        UpstreamErrorKind::LoginExpired => FailureKind::NeedsLogin,
         UpstreamErrorKind::Protocol
         | UpstreamErrorKind::Validation
         | UpstreamErrorKind::ContextTooLong
@@ -323,10 +334,14 @@ async fn collect(
     options: ResponseOptions,
     first: KiroEvent,
     mut events: EventStream,
+    lease: &Lease,
 ) -> Result<serde_json::Value, UpstreamError> {
     let mut message = MessageAggregator::new(options, new_message_id());
     let mut next = Some(first);
     while let Some(event) = next {
+        if let KiroEvent::Metering { credits } = event {
+            lease.metered(credits);
+        }
         message.on_event(event).map_err(|e| {
             UpstreamError::new(UpstreamErrorKind::Protocol, format!("upstream failed: {}", e.message))
         })?;
@@ -458,6 +473,9 @@ impl Streaming {
     }
 
     fn on_event(&mut self, event: KiroEvent) {
+        if let (KiroEvent::Metering { credits }, Some(lease)) = (&event, &self.lease) {
+            lease.metered(*credits);
+        }
         if let Err(err) = self.translator.on_event(event, &mut self.buf) {
             // The translator already wrote the error event.
             tracing::warn!("upstream reported a failure mid-stream: {}", err.message);

@@ -10,6 +10,7 @@ pub mod listen;
 pub mod messages;
 mod models;
 mod monitoring;
+pub mod session;
 mod websearch;
 
 use crate::runtime::Runtime;
@@ -36,6 +37,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
     Router::new()
         .merge(api)
         .merge(monitoring::router(&rt))
+        .route("/sessions/{id}", axum::routing::get(session::session_handler))
         .merge(admin::router(&rt))
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())

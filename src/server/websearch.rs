@@ -116,11 +116,14 @@ pub(super) async fn handle(
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<ApiError> = None;
     while route.attempts < max_attempts {
-        let mut lease = match rt.balancer.select(category, &tried).await {
+        let place =
+            crate::balancer::Placement { session: route.session.as_deref(), model: model_id.as_deref() };
+        let mut lease = match rt.balancer.select_for(category, &tried, place).await {
             Ok(lease) => lease,
             Err(e) => return last_error.unwrap_or_else(|| select_error(&e)).into_response(),
         };
         route.attempts += 1;
+        route.affinity = lease.affinity();
         let id = lease.id().to_string();
         route.provider = Some(id.clone());
         tried.push(id.clone());
@@ -439,6 +442,12 @@ impl Job {
                             "tool_use" => Stop::ToolUse,
                             _ => Stop::EndTurn,
                         });
+                    }
+                }
+                // Searches cost the account's credits like chat turns (protocol notes §7.5).
+                KiroEvent::Metering { credits } => {
+                    if let Some(lease) = &self.lease {
+                        lease.metered(credits);
                     }
                 }
                 KiroEvent::Reasoning { .. } | KiroEvent::Ignored(_) => {}

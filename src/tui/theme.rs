@@ -64,5 +64,18 @@ pub(super) fn provider_status(status: ProviderStatus) -> (&'static str, Style) {
         ProviderStatus::CoolingDown => ("cooldown", WARN),
         ProviderStatus::QuotaExhausted => ("quota", BAD),
         ProviderStatus::CircuitOpen => ("tripped", BAD),
+        ProviderStatus::Suspended => ("suspend", BAD),
+        ProviderStatus::NeedsLogin => ("login", BAD),
+    }
+}
+
+/// The colour of a credits gauge by the share left: green, yellow under 30 %, red under 10 %.
+pub(crate) fn credits(remaining_share: f64) -> Style {
+    if remaining_share < 0.1 {
+        BAD
+    } else if remaining_share < 0.3 {
+        WARN
+    } else {
+        GOOD
     }
 }

@@ -25,6 +25,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod usage;
+
 /// Kiro IDE version imitated in `user-agent` headers (protocol notes §3.2).
 const KIRO_VERSION: &str = "0.11.107";
 
@@ -74,6 +76,8 @@ pub enum UpstreamErrorKind {
     Auth,
     /// 403 account suspended.
     Suspended,
+    /// The token refresh was refused (`invalid_grant`, 4xx): the account needs a new login.
+    LoginExpired,
     /// 5xx.
     Server(u16),
     /// 413 from the upstream: the request is too large. Never retried.
@@ -130,7 +134,7 @@ impl UpstreamError {
                 .with_retry_after(Duration::from_secs(10)),
             K::QuotaExhausted => ApiError::new(ErrorKind::RateLimitError, self.message.clone())
                 .with_retry_after(Duration::from_secs(3600)),
-            K::Auth => ApiError::new(ErrorKind::AuthenticationError, self.message.clone()),
+            K::Auth | K::LoginExpired => ApiError::new(ErrorKind::AuthenticationError, self.message.clone()),
             K::Suspended => ApiError::new(ErrorKind::PermissionError, self.message.clone()),
             K::TooLarge => ApiError::new(
                 ErrorKind::RequestTooLarge,
@@ -145,7 +149,11 @@ impl UpstreamError {
     }
 
     fn from_token(e: &TokenError) -> Self {
-        UpstreamError::new(UpstreamErrorKind::Auth, format!("no usable token: {e}"))
+        let kind = match e {
+            TokenError::Rejected { .. } => UpstreamErrorKind::LoginExpired,
+            _ => UpstreamErrorKind::Auth,
+        };
+        UpstreamError::new(kind, format!("no usable token: {e}"))
     }
 }
 

@@ -319,6 +319,8 @@ impl Translator {
                 ));
             }
             KiroEvent::Ignored(name) => tracing::trace!(event = %name, "ignored upstream event"),
+            // Credits are the balancer's business (the handler reports them on the lease).
+            KiroEvent::Metering { .. } => {}
         }
         Ok(())
     }
