@@ -21,7 +21,7 @@ pub enum Permissions {
 /// Replace `path` with `contents` atomically, with the given permissions. The parent directory
 /// must exist. On error the target is untouched and the temporary file is removed.
 pub fn write(path: &Path, contents: &[u8], permissions: Permissions) -> io::Result<()> {
-    let target = target_of(path);
+    let target = target_of(path)?;
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -36,11 +36,25 @@ pub fn write(path: &Path, contents: &[u8], permissions: Permissions) -> io::Resu
     Ok(())
 }
 
-/// The file that is actually replaced when `path` is written. Today `path` itself, so a symlink
-/// is replaced by a regular file; following links (so that the file they point to is replaced)
-/// is a change of this function alone.
-fn target_of(path: &Path) -> PathBuf {
-    path.to_path_buf()
+/// The file that is actually replaced when `path` is written: `path` itself, or the final target
+/// of the symlink chain it starts (relative links resolved against their own directory), so a
+/// symlinked config or token file stays a link and the file it points to gets the new contents.
+pub fn target_of(path: &Path) -> io::Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = std::fs::read_link(&current)?;
+                current = if link.is_absolute() {
+                    link
+                } else {
+                    current.parent().unwrap_or(Path::new(".")).join(link)
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(io::Error::other(format!("{}: too many levels of symbolic links", path.display())))
 }
 
 fn set_permissions(tmp: &Path, target: &Path, permissions: Permissions) -> io::Result<()> {
@@ -127,6 +141,31 @@ mod tests {
         let fresh = dir.path().join("fresh.json");
         write(&fresh, b"y", Permissions::Keep).unwrap();
         assert_eq!(mode(&fresh), 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_written_through_to_their_target() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        let target = dir.path().join("real/t.json");
+        std::fs::write(&target, b"old").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join("link.json");
+        let chain = dir.path().join("chain.json");
+        std::os::unix::fs::symlink("real/t.json", &link).unwrap();
+        std::os::unix::fs::symlink(&link, &chain).unwrap();
+        write(&chain, b"new", Permissions::Keep).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(std::fs::symlink_metadata(&chain).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o640);
+        write(&link, b"newer", Permissions::Private).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"newer");
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(entries(&dir.path().join("real")), vec!["t.json".to_string()]);
     }
 
     #[test]

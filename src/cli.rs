@@ -1,4 +1,4 @@
-//! The command line: `ccr start | tui | demo | check | status`.
+//! The command line: `ccr start | tui | demo | check | status | accounts | code | stop | statusline`.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -31,6 +31,15 @@ pub enum Command {
     Check(ConfigArgs),
     /// Print a running instance's load-balancing state.
     Status(StatusArgs),
+    /// Add, list and remove Kiro accounts (import a Kiro token file, or log in with Builder ID).
+    #[command(subcommand)]
+    Accounts(crate::accounts::args::AccountsCommand),
+    /// Run Claude Code through ccr, starting an instance in the background when none answers.
+    Code(crate::integration::CodeArgs),
+    /// Stop the background instance `ccr code` started for this config.
+    Stop(ConfigArgs),
+    /// The command for Claude Code's `statusLine` setting: account, credits, reset, category.
+    Statusline(crate::integration::StatuslineArgs),
 }
 
 #[derive(Debug, Clone, Args)]

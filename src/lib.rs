@@ -16,9 +16,15 @@
 //! - [`app`]: the glue on top: an instance with its server on a socket; the dashboard wired to it.
 //! - [`tui`]: the ratatui dashboard.
 //! - [`atomic_file`]: replacing a file in one step (token write-back, saved weights).
+//! - [`fsio`]: reading the config and token files safely (regular files only, size caps).
+//! - [`signals`]: SIGINT / SIGTERM as one graceful stop; a second one forces the exit.
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
+//! - [`accounts`]: `ccr accounts import|login|list|remove` (token files and config edits).
+//! - [`integration`]: Claude Code integration: `ccr code`, `ccr stop`, `ccr statusline`.
 
+pub mod accounts;
 pub mod anthropic;
+#[warn(unreachable_pub)]
 pub mod app;
 pub mod atomic_file;
 pub mod balancer;
@@ -27,9 +33,18 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod fsio;
+pub mod integration;
 pub mod providers;
+#[warn(unreachable_pub)]
 pub mod runtime;
+#[warn(unreachable_pub)]
 pub mod server;
+pub mod signals;
+#[warn(unreachable_pub)]
 pub mod snapshot;
+#[warn(unreachable_pub)]
 pub mod status;
+#[warn(unreachable_pub)]
 pub mod tui;
+pub mod usage;

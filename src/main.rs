@@ -20,6 +20,10 @@ fn main() -> ExitCode {
         },
         Command::Demo(args) => demo(args),
         Command::Status(args) => ccr::status::run(&args),
+        Command::Accounts(command) => ccr::accounts::run(&command),
+        Command::Code(args) => ccr::integration::code::run(&args),
+        Command::Stop(args) => ccr::integration::code::stop(&args),
+        Command::Statusline(args) => ccr::integration::statusline::run(&args),
     }
 }
 
@@ -62,6 +66,7 @@ fn start(args: StartArgs) -> ExitCode {
     }
     let print_env = cfg.input.default_instance;
     runtime().block_on(async move {
+        let mut signals = ccr::signals::StopSignals::install();
         let running = match app::launch(cfg, source, listen(&args.listen)).await {
             Ok(r) => r,
             Err(e) => {
@@ -76,9 +81,8 @@ fn start(args: StartArgs) -> ExitCode {
         let status = args
             .show_lb_status
             .then(|| ccr::status::spawn_printer(running.snapshots(), running.shutdown_signal()));
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-        running.shutdown().await;
+        let first = signals.next().await;
+        ccr::signals::shut_down_on(&mut signals, first, running.shutdown()).await;
         if let Some(task) = status {
             task.abort();
         }
@@ -113,8 +117,8 @@ fn render_config_error(e: &config::ConfigError) -> String {
     if matches!(e, config::ConfigError::Io { .. }) {
         return format!("error: {}", problems.join("\n"));
     }
-    let mut out =
-        format!("error: {file}: {} problem{}", problems.len(), if problems.len() == 1 { "" } else { "s" });
+    let count = e.problem_count();
+    let mut out = format!("error: {file}: {count} problem{}", if count == 1 { "" } else { "s" });
     for p in problems {
         out.push_str("\n  ");
         out.push_str(&p);

@@ -57,11 +57,15 @@ pub enum ProviderStatus {
     QuotaExhausted,
     /// Its circuit breaker is open or half-open.
     CircuitOpen,
+    /// The upstream suspended the account: out until the operator resets it.
+    Suspended,
+    /// Its login is dead (the refresh was refused): it needs a new login.
+    NeedsLogin,
 }
 
 impl ProviderStatus {
     /// All statuses, for exhaustive metrics labels.
-    pub const ALL: [ProviderStatus; 7] = [
+    pub const ALL: [ProviderStatus; 9] = [
         ProviderStatus::Healthy,
         ProviderStatus::Unknown,
         ProviderStatus::Unhealthy,
@@ -69,6 +73,8 @@ impl ProviderStatus {
         ProviderStatus::CoolingDown,
         ProviderStatus::QuotaExhausted,
         ProviderStatus::CircuitOpen,
+        ProviderStatus::Suspended,
+        ProviderStatus::NeedsLogin,
     ];
 
     /// The wire name (`cooling_down`), as in JSON and metrics labels.
@@ -81,6 +87,8 @@ impl ProviderStatus {
             ProviderStatus::CoolingDown => "cooling_down",
             ProviderStatus::QuotaExhausted => "quota_exhausted",
             ProviderStatus::CircuitOpen => "circuit_open",
+            ProviderStatus::Suspended => "suspended",
+            ProviderStatus::NeedsLogin => "needs_login",
         }
     }
 
@@ -90,6 +98,7 @@ impl ProviderStatus {
             ProviderStatus::CoolingDown => "cooling down",
             ProviderStatus::QuotaExhausted => "quota exhausted",
             ProviderStatus::CircuitOpen => "circuit open",
+            ProviderStatus::NeedsLogin => "needs login",
             other => other.as_str(),
         }
     }
@@ -288,8 +297,26 @@ pub fn provider_status(p: &ProviderSnapshot, now_ms: u64) -> (ProviderStatus, Op
             Some(format!("drained by the operator: new requests go elsewhere{finishing}")),
         );
     }
+    if let Some(reason) = &p.suspended {
+        return (
+            ProviderStatus::Suspended,
+            Some(format!("suspended by the upstream ({reason}); reset it once the account is cleared")),
+        );
+    }
+    if let Some(reason) = &p.needs_login {
+        return (
+            ProviderStatus::NeedsLogin,
+            Some(format!("the login is no longer valid; log in again ({reason})")),
+        );
+    }
     if let Some(at) = p.quota_exhausted_until_ms {
-        return (ProviderStatus::QuotaExhausted, Some(format!("quota used up; retried in {}", until(at))));
+        let reset = p.usage.as_ref().and_then(|u| u.reset_at).map_or_else(String::new, |t| {
+            format!(" (reset {})", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        });
+        return (
+            ProviderStatus::QuotaExhausted,
+            Some(format!("credits used up; back in {}{reset}", until(at))),
+        );
     }
     if let Some(at) = p.cooldown_until_ms {
         return (ProviderStatus::CoolingDown, Some(format!("rate limited (429); back in {}", until(at))));
@@ -413,14 +440,14 @@ impl RateWindow {
 /// readings and each provider's histogram progress. The running instance owns one (its
 /// publisher); everything else a snapshot shows comes in as [`Inputs`].
 #[derive(Debug, Default)]
-pub struct SnapshotBuilder {
+pub(crate) struct SnapshotBuilder {
     seq: AtomicU64,
     rate: Mutex<RateWindow>,
     histograms: Mutex<HashMap<String, HistogramFeed>>,
 }
 
 /// The state a snapshot is a view of, gathered by the running instance at one moment.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     /// The balancer's state.
     pub balancer: BalancerSnapshot,
     /// The config in force.
@@ -443,7 +470,7 @@ pub struct Inputs<'a> {
 
 impl SnapshotBuilder {
     /// Build a snapshot of `inputs`.
-    pub fn build(&self, inputs: Inputs<'_>) -> Snapshot {
+    pub(crate) fn build(&self, inputs: Inputs<'_>) -> Snapshot {
         let Inputs { balancer, config, token, reload, started_at, listen, config_path, requests_total, now } =
             inputs;
         let requests_per_sec = self.rate.lock().unwrap_or_else(|e| e.into_inner()).rate(now, requests_total);
@@ -546,6 +573,11 @@ mod tests {
             counters: Counters::default(),
             by_category: Default::default(),
             last_error: None,
+            usage: None,
+            usage_error: None,
+            sessions: 0,
+            suspended: None,
+            needs_login: None,
         }
     }
 

@@ -43,6 +43,12 @@ fn columns(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Credits with at most one decimal (`412.5`, `2000`).
+fn credit_text(v: f64) -> String {
+    let r = (v * 10.0).round() / 10.0;
+    if r.fract() == 0.0 { format!("{r:.0}") } else { format!("{r:.1}") }
+}
+
 fn or_dash(v: Option<String>) -> String {
     v.unwrap_or_else(|| "-".to_owned())
 }
@@ -62,7 +68,7 @@ fn clip(text: &str, max: usize) -> String {
 }
 
 /// The status table for one snapshot.
-pub fn render(s: &Snapshot) -> String {
+pub(crate) fn render(s: &Snapshot) -> String {
     let mut out = String::new();
     let name = s.config_name.as_deref().unwrap_or("ccr");
     let listen = s.listen.as_deref().unwrap_or("not listening");
@@ -84,6 +90,8 @@ pub fn render(s: &Snapshot) -> String {
         [
             "PROVIDER",
             "STATUS",
+            "CREDITS",
+            "RESET",
             "BREAKER",
             "IN-FLIGHT",
             "WEIGHT",
@@ -118,9 +126,13 @@ pub fn render(s: &Snapshot) -> String {
         let last_error = c.last_error.as_ref().map(|e| {
             format!("{} ({} ago)", clip(&e.message, 60), format_duration_ms(s.now_ms.saturating_sub(e.at_ms)))
         });
+        let credits = c.usage.as_ref().map(|u| format!("{}/{}", credit_text(u.used), credit_text(u.limit)));
+        let reset = c.usage.as_ref().and_then(|u| u.reset_at).map(|t| t.format("%Y-%m-%d").to_string());
         rows.push(vec![
             c.id.clone(),
             p.status.label().to_owned(),
+            or_dash(credits),
+            or_dash(reset),
             breaker,
             in_flight,
             weight,
@@ -198,7 +210,7 @@ pub fn spawn_printer(
 
 /// [`spawn_printer`] to any writer (tests use a buffer). Stops when `shutdown` turns true, the
 /// snapshot channel closes, or the writer fails.
-pub fn spawn_printer_to<W: Write + Send + 'static>(
+pub(crate) fn spawn_printer_to<W: Write + Send + 'static>(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut shutdown: watch::Receiver<bool>,
     mut out: W,
@@ -256,7 +268,7 @@ pub enum StatusError {
 
 /// The base URL `ccr status` talks to without `--url`: the config's `server` address (a
 /// wildcard host is reached on loopback).
-pub fn default_url(config: &config::Config) -> String {
+pub(crate) fn default_url(config: &config::Config) -> String {
     let host = match config.server.host.as_str() {
         "0.0.0.0" => "127.0.0.1".to_owned(),
         "::" | "[::]" => "[::1]".to_owned(),
@@ -267,7 +279,7 @@ pub fn default_url(config: &config::Config) -> String {
 }
 
 /// Fetch a running instance's snapshot from `base` (e.g. `http://127.0.0.1:3456`).
-pub async fn fetch(base: &str) -> Result<Snapshot, StatusError> {
+pub(crate) async fn fetch(base: &str) -> Result<Snapshot, StatusError> {
     let url = format!("{}{STATUS_PATH}", base.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -371,9 +383,9 @@ mod tests {
         s.listen = Some("127.0.0.1:3456".into());
         let expected = "\
 Two accounts · 127.0.0.1:3456 · up 2m05s · 12 requests · 0.4 req/s · config ok
-PROVIDER   STATUS    BREAKER  IN-FLIGHT  WEIGHT  EWMA  P95  REQ  OK  FAIL  LAST ERROR
-primary    healthy   CLOSED   0/10       70→50   -     -    0    0   0     -
-secondary  draining  off      0/8        30      -     -    0    0   0     -
+PROVIDER   STATUS    CREDITS  RESET  BREAKER  IN-FLIGHT  WEIGHT  EWMA  P95  REQ  OK  FAIL  LAST ERROR
+primary    healthy   -        -      CLOSED   0/10       70→50   -     -    0    0   0     -
+secondary  draining  -        -      off      0/8        30      -     -    0    0   0     -
   secondary: drained by the operator: new requests go elsewhere
 RULE        STRATEGY                        MODEL                          PROVIDERS (weight, picks)
 default     weighted-round-robin +failover  CLAUDE_SONNET_4_20250514_V1_0  primary 50 (0), secondary 30 (0)

@@ -172,7 +172,7 @@ async fn streaming(bytes: &[u8], read: usize, thinking: bool) {
     let mut sse = answer.into_sse();
     let mut out = Vec::new();
     let mut outcome = None;
-    while let Some(chunk) = sse.next_chunk().await {
+    while let Some(chunk) = sse.next_chunk(&mut |_| {}).await {
         out.extend_from_slice(&chunk);
         if let Some(o) = sse.take_outcome() {
             assert!(outcome.replace(o).is_none(), "the outcome is reported once");
@@ -198,7 +198,7 @@ async fn streaming(bytes: &[u8], read: usize, thinking: bool) {
 
 async fn collected(bytes: &[u8], read: usize, thinking: bool) {
     let Some(answer) = answer(bytes, read, thinking).await else { return };
-    if let Ok(message) = answer.collect().await {
+    if let Ok(message) = answer.collect(|_| {}).await {
         assert_eq!(message["type"], "message");
         assert!(message["content"].is_array(), "{message}");
     }

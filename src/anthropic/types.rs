@@ -155,7 +155,24 @@ pub enum ContentBlock {
         #[serde(default)]
         title: Option<String>,
     },
-    /// Any other block type (`server_tool_use`, `web_search_tool_result`, `search_result`, …).
+    /// A server tool call (web search) from an earlier answer, replayed by the client.
+    ServerToolUse {
+        #[serde(default)]
+        id: String,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        input: Value,
+    },
+    /// The results of an earlier web search: `content` is a list of `web_search_result`s or an
+    /// error object.
+    WebSearchToolResult {
+        #[serde(default)]
+        tool_use_id: String,
+        #[serde(default)]
+        content: Value,
+    },
+    /// Any other block type (`search_result`, `code_execution_tool_result`, …).
     #[serde(other)]
     Unknown,
 }
@@ -214,6 +231,12 @@ pub struct Tool {
     pub description: Option<String>,
     #[serde(default)]
     pub input_schema: Option<Value>,
+    /// Server tools: how many times the tool may run in one request (`web_search`: `max_uses`).
+    #[serde(default)]
+    pub max_uses: Option<u64>,
+    /// Example inputs (beta `advanced-tool-use`); sent to Kiro inside the description.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub input_examples: Vec<Value>,
 }
 
 impl Tool {
@@ -417,6 +440,8 @@ impl Count {
                 self.bytes += title.as_deref().map_or(0, str::len);
                 self.source(source.as_ref());
             }
+            ContentBlock::ServerToolUse { input, .. } => self.bytes += value_text_len(input),
+            ContentBlock::WebSearchToolResult { content, .. } => self.bytes += value_text_len(content),
             ContentBlock::RedactedThinking | ContentBlock::Unknown => {}
         }
     }
@@ -568,7 +593,7 @@ mod tests {
         let assistant = req.messages[1].content.blocks();
         assert_eq!(assistant[0], ContentBlock::Thinking { thinking: "hmm".into() });
         assert_eq!(assistant[1], ContentBlock::RedactedThinking);
-        assert_eq!(assistant[2], ContentBlock::Unknown);
+        assert!(matches!(&assistant[2], ContentBlock::ServerToolUse { id, .. } if id == "srvtoolu_1"));
         assert!(matches!(&assistant[3], ContentBlock::ToolUse { id, .. } if id == "toolu_1"));
         match &req.messages[2].content.blocks()[0] {
             ContentBlock::ToolResult { tool_use_id, content: Some(Content::Blocks(b)), is_error } => {

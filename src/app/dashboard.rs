@@ -9,7 +9,7 @@
 use super::{ListenOverride, Running, launch};
 use crate::config::{Config, ConfigSource};
 use crate::runtime::{Command, Runtime};
-use crate::tui::{self, DemoAction, Feedback, TuiError, UiCommand, command::COMMAND_QUEUE};
+use crate::tui::{self, COMMAND_QUEUE, DemoAction, Feedback, TuiError, UiCommand};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -28,14 +28,14 @@ pub enum FaultError {
 /// The dashboard only knows the provider id and the [`DemoAction`]; how an upstream is taken
 /// down or slowed is the demo's business. Implementations must be quick (they run on the
 /// executor task): flip a switch, do not wait for its effect.
-pub trait DemoControls: Send + Sync {
+pub(crate) trait DemoControls: Send + Sync {
     /// Apply `action` to the simulated upstream behind `provider`; return a one-line description
     /// of the new state (e.g. "w-2: down").
     fn apply(&self, provider: &str, action: DemoAction) -> Result<String, FaultError>;
 }
 
 /// Carry out one dashboard command.
-pub async fn execute(
+pub(crate) async fn execute(
     runtime: &Arc<Runtime>,
     demo: Option<&Arc<dyn DemoControls>>,
     cmd: UiCommand,
@@ -61,7 +61,7 @@ pub async fn execute(
 
 /// Run commands from the dashboard one at a time until the dashboard drops its sender, sending
 /// each result back. Results nobody reads any more are dropped.
-pub fn spawn_executor(
+pub(crate) fn spawn_executor(
     runtime: Arc<Runtime>,
     demo: Option<Arc<dyn DemoControls>>,
     mut commands: mpsc::Receiver<UiCommand>,
@@ -79,7 +79,7 @@ pub fn spawn_executor(
 
 /// Show the dashboard for `running` until the user quits; with `demo`, the demo's fault keys are
 /// live and go to it. The instance keeps running: stopping it is the caller's.
-pub async fn show(running: &Running, demo: Option<Arc<dyn DemoControls>>) -> Result<(), TuiError> {
+pub(crate) async fn show(running: &Running, demo: Option<Arc<dyn DemoControls>>) -> Result<(), TuiError> {
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (feedback_tx, feedback_rx) = mpsc::channel(COMMAND_QUEUE);
     let demo_keys = demo.is_some();

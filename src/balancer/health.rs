@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 /// A health probe: given a provider id, checks it and returns the probe's latency or an error
-/// description (which must not contain credentials).
+/// description (which must not contain credentials). The error is a `String` on purpose: the
+/// balancer only stores and shows it (`health.last_error`); it never branches on its kind, and the
+/// probe belongs to a provider the balancer must not know.
 pub type ProbeFn = Arc<dyn Fn(String) -> BoxFuture<'static, Result<Duration, String>> + Send + Sync>;
 
 /// Shortest interval between probes of one provider: a zero interval in a config must not turn

@@ -69,20 +69,25 @@ pub fn locate(flag: Option<&Path>) -> ConfigSource {
     if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
         return ConfigSource::Env(PathBuf::from(p));
     }
-    if let Some(home) = dirs::home_dir() {
-        let p = home.join(".claude-code-router").join("config.json");
-        if p.is_file() {
-            return ConfigSource::Home(p);
-        }
+    if let Some(p) = user_config_path()
+        && p.is_file()
+    {
+        return ConfigSource::Home(p);
     }
     ConfigSource::Embedded
+}
+
+/// The user config file, whether or not it exists: `~/.claude-code-router/config.json`. Commands
+/// that create a config (`ccr accounts import` / `login` with none yet) create this one.
+pub fn user_config_path() -> Option<PathBuf> {
+    dirs::home_dir().map(|home| home.join(".claude-code-router").join("config.json"))
 }
 
 /// A config that could not be loaded, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io { file: String, source: crate::fsio::ReadError },
     #[error("{file}: {source}")]
     Parse { file: String, source: ParseError },
 }
@@ -92,10 +97,17 @@ impl ConfigError {
     pub fn problems(&self) -> Vec<String> {
         match self {
             ConfigError::Io { .. } => vec![self.to_string()],
-            ConfigError::Parse { source: ParseError::Invalid(p), .. } => {
-                p.iter().map(|p| p.to_string()).collect()
-            }
+            ConfigError::Parse { source: ParseError::Invalid(p), .. } => validate::capped(p),
             ConfigError::Parse { source, .. } => vec![source.to_string()],
+        }
+    }
+
+    /// How many problems there are in all (more than [`problems`](Self::problems) lists when
+    /// they were capped).
+    pub fn problem_count(&self) -> usize {
+        match self {
+            ConfigError::Parse { source: ParseError::Invalid(p), .. } => p.len(),
+            _ => 1,
         }
     }
 }
@@ -105,7 +117,7 @@ impl ConfigError {
 pub fn load(source: &ConfigSource) -> Result<(Config, String), ConfigError> {
     let (label, text) = match source.path() {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
+            let text = crate::fsio::read_text_capped(p, crate::fsio::CONFIG_FILE_CAP)
                 .map_err(|e| ConfigError::Io { file: p.display().to_string(), source: e })?;
             (p.display().to_string(), text)
         }

@@ -54,17 +54,20 @@ pub enum Strategy {
     LeastConnections,
     ResponseTime,
     Single,
+    /// Weight ∝ remaining credits ÷ days to reset (account-aware scheduling).
+    Credits,
 }
 
 impl Strategy {
-    pub const NAMES: [&'static str; 5] =
-        ["round-robin", "weighted-round-robin", "least-connections", "response-time", "single"];
-    const ALL: [Strategy; 5] = [
+    pub const NAMES: [&'static str; 6] =
+        ["round-robin", "weighted-round-robin", "least-connections", "response-time", "single", "credits"];
+    const ALL: [Strategy; 6] = [
         Strategy::RoundRobin,
         Strategy::WeightedRoundRobin,
         Strategy::LeastConnections,
         Strategy::ResponseTime,
         Strategy::Single,
+        Strategy::Credits,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -199,9 +202,19 @@ pub struct LoadBalancing {
     /// With `single`: the provider used when the first is not eligible.
     #[serde(default)]
     pub fallback: Option<String>,
+    /// Keep a conversation (Claude Code session) on the account that served it.
+    #[serde(default = "yes")]
+    pub sticky: bool,
+    /// A conversation idle this long (ms) is placed afresh.
+    #[serde(default = "default_sticky_ttl")]
+    pub sticky_ttl: i64,
 }
 pub(crate) const LOAD_BALANCING_KEYS: &[&str] =
-    &["strategy", "weights", "failover", "healthCheck", "fallback"];
+    &["strategy", "weights", "failover", "healthCheck", "fallback", "sticky", "stickyTtl"];
+
+fn default_sticky_ttl() -> i64 {
+    3_600_000
+}
 
 impl Default for LoadBalancing {
     fn default() -> Self {
@@ -211,6 +224,8 @@ impl Default for LoadBalancing {
             failover: false,
             health_check: false,
             fallback: None,
+            sticky: true,
+            sticky_ttl: default_sticky_ttl(),
         }
     }
 }
@@ -259,6 +274,35 @@ pub struct Provider {
     /// Longest silence between two events of a streaming answer, ms.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: i64,
+    /// Credits polling (`getUsageLimits`) and the reserve kept unused.
+    #[serde(default)]
+    pub usage: UsageConfig,
+}
+
+/// `providers.<id>.usage`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageConfig {
+    /// Poll the account's `getUsageLimits` and count metered credits.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Time between polls, ms (jittered by ±10 %).
+    #[serde(default = "default_usage_refresh")]
+    pub refresh_interval: i64,
+    /// Credits to keep unused: at or below this the account is skipped while another can serve.
+    #[serde(default)]
+    pub reserve: f64,
+}
+pub(crate) const USAGE_KEYS: &[&str] = &["enabled", "refreshInterval", "reserve"];
+
+fn default_usage_refresh() -> i64 {
+    300_000
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig { enabled: true, refresh_interval: default_usage_refresh(), reserve: 0.0 }
+    }
 }
 pub(crate) const PROVIDER_KEYS: &[&str] = &[
     "type",
@@ -276,6 +320,7 @@ pub(crate) const PROVIDER_KEYS: &[&str] = &[
     "connectTimeout",
     "firstByteTimeout",
     "idleTimeout",
+    "usage",
 ];
 
 pub const PROVIDER_TYPES: [&str; 2] = ["aws", "codewhisperer"];
@@ -413,8 +458,39 @@ pub struct Server {
     /// Largest accepted request body, bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: i64,
+    /// Browser origins (`scheme://host[:port]`) allowed besides loopback ones: see
+    /// `server::guard`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// `Host` names allowed besides loopback ones when no `apiKey` is set.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Most open client connections; more wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: i64,
+    /// ms a client may take to send a whole request head.
+    #[serde(default = "default_request_head_timeout")]
+    pub request_head_timeout: i64,
+    /// ms of silence allowed while a request body is being received.
+    #[serde(default = "default_body_idle_timeout")]
+    pub body_idle_timeout: i64,
+    /// ms in-flight answers get to finish after a stop signal; then streams end with an error
+    /// event and the process exits.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: i64,
 }
-pub(crate) const SERVER_KEYS: &[&str] = &["host", "port", "apiKey", "maxBodyBytes"];
+pub(crate) const SERVER_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "apiKey",
+    "maxBodyBytes",
+    "allowedOrigins",
+    "allowedHosts",
+    "maxConnections",
+    "requestHeadTimeout",
+    "bodyIdleTimeout",
+    "shutdownTimeout",
+];
 
 impl Default for Server {
     fn default() -> Self {
@@ -423,6 +499,12 @@ impl Default for Server {
             port: default_port(),
             api_key: None,
             max_body_bytes: default_max_body(),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_connections: default_max_connections(),
+            request_head_timeout: default_request_head_timeout(),
+            body_idle_timeout: default_body_idle_timeout(),
+            shutdown_timeout: default_shutdown_timeout(),
         }
     }
 }
@@ -540,6 +622,18 @@ fn default_port() -> i64 {
 }
 fn default_max_body() -> i64 {
     32 * 1024 * 1024
+}
+fn default_max_connections() -> i64 {
+    1024
+}
+fn default_request_head_timeout() -> i64 {
+    30_000
+}
+fn default_body_idle_timeout() -> i64 {
+    30_000
+}
+fn default_shutdown_timeout() -> i64 {
+    30_000
 }
 fn default_metrics_endpoint() -> String {
     "/metrics".into()

@@ -38,7 +38,20 @@ pub enum ParseError {
 }
 
 fn list(problems: &[Problem]) -> String {
-    problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+    capped(problems).join("\n")
+}
+
+/// Most problems reported one by one; the rest are counted ("… and N more").
+pub const MAX_REPORTED_PROBLEMS: usize = 20;
+
+/// The problems as lines, at most [`MAX_REPORTED_PROBLEMS`] of them, then one line saying how
+/// many more there are: a file with thousands of mistakes must not produce megabytes of report.
+pub fn capped(problems: &[Problem]) -> Vec<String> {
+    let mut lines: Vec<String> = problems.iter().take(MAX_REPORTED_PROBLEMS).map(|p| p.to_string()).collect();
+    if problems.len() > MAX_REPORTED_PROBLEMS {
+        lines.push(format!("… and {} more", problems.len() - MAX_REPORTED_PROBLEMS));
+    }
+    lines
 }
 
 /// Parse and check a config text.
@@ -146,10 +159,11 @@ fn check_keys(root: &Value, problems: &mut Vec<Problem>) {
         for (id, provider) in providers {
             let path = format!("providers.{id}");
             let Some(p) = object_keys(provider, &path, PROVIDER_KEYS, problems) else { continue };
-            let nested: [(&str, &[&str]); 3] = [
+            let nested: [(&str, &[&str]); 4] = [
                 ("healthCheck", HEALTH_CHECK_KEYS),
                 ("circuitBreaker", CIRCUIT_BREAKER_KEYS),
                 ("metrics", METRICS_KEYS),
+                ("usage", USAGE_KEYS),
             ];
             for (key, known) in nested {
                 if let Some(v) = p.get(key) {
@@ -212,6 +226,21 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         }
         if p.region.trim().is_empty() || p.region.contains(['/', ' ', ':']) {
             bad(join(&path, "region"), format!("not an AWS region name: `{}`", p.region));
+        }
+        {
+            let up = join(&path, "usage");
+            if p.usage.refresh_interval < 10_000 {
+                bad(
+                    join(&up, "refreshInterval"),
+                    format!("must be at least 10000 ms (got {})", p.usage.refresh_interval),
+                );
+            }
+            if !p.usage.reserve.is_finite() || p.usage.reserve < 0.0 {
+                bad(
+                    join(&up, "reserve"),
+                    format!("must be a number of credits >= 0 (got {})", p.usage.reserve),
+                );
+            }
         }
         if let Some(hc) = &p.health_check {
             let hp = join(&path, "healthCheck");
@@ -277,6 +306,9 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         if strategy.is_none() {
             bad(join(&lp, "strategy"), unknown("strategy", &lb.strategy, &Strategy::NAMES));
         }
+        if lb.sticky_ttl < 1000 {
+            bad(join(&lp, "stickyTtl"), format!("must be at least 1000 ms (got {})", lb.sticky_ttl));
+        }
         for (id, w) in &lb.weights {
             let wp = format!("{lp}.weights.{id}");
             if !config.providers.contains_key(id) {
@@ -324,6 +356,32 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         bad("server.apiKey".into(), "must not be empty (omit it to disable the key)".into());
     }
     at_least_one(&mut bad, "server.maxBodyBytes".into(), config.server.max_body_bytes);
+    at_least_one(&mut bad, "server.maxConnections".into(), config.server.max_connections);
+    for (key, value) in [
+        ("requestHeadTimeout", config.server.request_head_timeout),
+        ("bodyIdleTimeout", config.server.body_idle_timeout),
+        ("shutdownTimeout", config.server.shutdown_timeout),
+    ] {
+        at_least_one(&mut bad, format!("server.{key}"), value);
+    }
+    for (i, origin) in config.server.allowed_origins.iter().enumerate() {
+        if crate::server::guard::parse_origin(origin).is_none() {
+            bad(
+                format!("server.allowedOrigins[{i}]"),
+                format!(
+                    "must be an origin like `https://example.com` or `http://host:8080` (got `{origin}`)"
+                ),
+            );
+        }
+    }
+    for (i, host) in config.server.allowed_hosts.iter().enumerate() {
+        if host.trim().is_empty() || host.contains(['/', ' ', '@']) {
+            bad(
+                format!("server.allowedHosts[{i}]"),
+                format!("must be a host name like `ccr.lan` (got `{host}`)"),
+            );
+        }
+    }
     for (key, p) in [
         ("metricsEndpoint", &config.monitoring.metrics_endpoint),
         ("healthEndpoint", &config.monitoring.health_endpoint),

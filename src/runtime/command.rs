@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 /// What the operator asks of a running instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// An operator command for the balancer.
     Balancer(balancer::Command),
     /// Re-read the config file.
@@ -22,7 +22,7 @@ pub enum Command {
 
 /// A command carried out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// What changed, in words (`"a: weight 1 -> 5 (all rules)"`).
     pub message: String,
 }
@@ -35,7 +35,7 @@ impl std::fmt::Display for Outcome {
 
 /// Why a command was refused or failed.
 #[derive(Debug, thiserror::Error)]
-pub enum CommandError {
+pub(crate) enum CommandError {
     /// The balancer refused it (unknown provider or rule, no health check…).
     #[error(transparent)]
     Balancer(#[from] balancer::CommandError),
@@ -53,7 +53,7 @@ pub enum CommandError {
 
 impl Runtime {
     /// Carry out one command. Reload and save do blocking file I/O on tokio's blocking pool.
-    pub async fn execute(self: &Arc<Self>, command: Command) -> Result<Outcome, CommandError> {
+    pub(crate) async fn execute(self: &Arc<Self>, command: Command) -> Result<Outcome, CommandError> {
         let message = match command {
             Command::Balancer(cmd) => self.balancer.apply(cmd)?,
             Command::Reload => self.blocking("reload", |rt| rt.reload().map_err(CommandError::from)).await?,

@@ -21,11 +21,10 @@ mod reload;
 mod save;
 mod spec;
 
-pub use background::Background;
-pub use command::{Command, CommandError, Outcome};
-pub use publisher::{MIN_PUBLISH_INTERVAL, REFRESH_INTERVAL};
-pub use reload::ReloadError;
-pub use save::{EditError, SaveError, WeightEdit, apply_weight_edits, weight_edits};
+pub(crate) use background::Background;
+pub(crate) use command::{Command, CommandError};
+pub(crate) use reload::ReloadError;
+pub(crate) use save::SaveError;
 pub use spec::balancer_spec;
 
 use crate::balancer::Balancer;
@@ -61,6 +60,10 @@ pub struct Runtime {
     reload_lock: Mutex<()>,
     /// The published operator snapshot and what building it needs.
     publisher: publisher::Publisher,
+    /// Ends in-flight streams when the shutdown deadline passes.
+    pub drain: crate::server::listen::Drain,
+    /// The accounts' models for `/v1/models` (cached `ListAvailableModels`).
+    pub(crate) models: crate::providers::codewhisperer::model_list::ModelCatalog,
 }
 
 impl Runtime {
@@ -79,6 +82,8 @@ impl Runtime {
             requests_total: AtomicU64::new(0),
             reload_lock: Mutex::new(()),
             publisher: publisher::Publisher::default(),
+            drain: crate::server::listen::Drain::default(),
+            models: Default::default(),
         })
     }
 
@@ -91,25 +96,20 @@ impl Runtime {
         self.live().config.clone()
     }
 
-    /// Where the config came from.
-    pub fn source(&self) -> &ConfigSource {
-        &self.source
-    }
-
-    pub fn set_listen_addr(&self, addr: SocketAddr) {
+    pub(crate) fn set_listen_addr(&self, addr: SocketAddr) {
         *self.listen.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
     }
 
-    pub fn listen_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn listen_addr(&self) -> Option<SocketAddr> {
         *self.listen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The outcome of the last config load or reload.
-    pub fn reload_status(&self) -> ReloadInfo {
+    pub(crate) fn reload_status(&self) -> ReloadInfo {
         self.reload.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn count_request(&self) {
+    pub(crate) fn count_request(&self) {
         self.requests_total.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -15,11 +15,11 @@ use tokio::time::Instant;
 
 /// Shortest time between two published snapshots: a burst of balancer changes (every request
 /// start and end is one) is coalesced into at most ten snapshots a second.
-pub const MIN_PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+pub(super) const MIN_PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Longest time between two published snapshots, so that clocks, the request rate, decaying
 /// latency estimates and token expiry stay current while nothing "changes".
-pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The publishing side of the snapshot channel and the builder's memory. One per [`Runtime`].
 #[derive(Debug)]
@@ -43,7 +43,7 @@ impl Default for Publisher {
 impl Runtime {
     /// A snapshot built now (for request-driven readers such as the monitoring endpoints, which
     /// must show the effect of an admin call made just before).
-    pub fn snapshot_now(&self) -> Snapshot {
+    pub(crate) fn snapshot_now(&self) -> Snapshot {
         let live = self.live();
         let token = |id: &str| live.clients.get(id).map(|c| c.token_status());
         self.publisher.builder.build(Inputs {
@@ -62,7 +62,7 @@ impl Runtime {
     /// The published snapshots. The first call before the publisher has run publishes one, so a
     /// reader never starts from an empty snapshot. Clone the `Arc` out of `borrow()` and drop the
     /// guard before awaiting or drawing.
-    pub fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
+    pub(crate) fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
         if self.publisher.tx.borrow().seq == 0 {
             self.publish_snapshot();
         }
@@ -70,12 +70,13 @@ impl Runtime {
     }
 
     /// The latest published snapshot.
-    pub fn latest_snapshot(&self) -> Arc<Snapshot> {
+    #[cfg(test)]
+    pub(crate) fn latest_snapshot(&self) -> Arc<Snapshot> {
         self.publisher.tx.borrow().clone()
     }
 
     /// Build and publish a snapshot now.
-    pub fn publish_snapshot(&self) {
+    pub(crate) fn publish_snapshot(&self) {
         let snapshot = Arc::new(self.snapshot_now());
         self.publisher.tx.send_if_modified(|current| {
             // A concurrent build may have published a newer one: keep the newest.

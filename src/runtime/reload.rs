@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 /// Why a reload left the previous config in force.
 #[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
+pub(crate) enum ReloadError {
     /// The file could not be read or does not validate; every problem is listed.
     #[error("config not reloaded, keeping the previous one: {}", .0.problems().join("; "))]
     Rejected(#[source] ConfigError),
@@ -19,7 +19,7 @@ impl Runtime {
     /// logged, kept in [`reload_status`](Self::reload_status) and signalled to the snapshot
     /// publisher (once per reload, whoever asked: file watcher, admin API, dashboard, save).
     /// Blocking file I/O: call it off the async workers.
-    pub fn reload(&self) -> Result<String, ReloadError> {
+    pub(crate) fn reload(&self) -> Result<String, ReloadError> {
         let result = {
             let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
             let result = match config::load(&self.source) {
@@ -48,7 +48,7 @@ impl Runtime {
 
     /// Swap in a validated config in one step: the balancer keeps the live state of providers
     /// that persist; clients are reused where the provider's settings did not change.
-    pub fn apply_config(&self, config: Config) {
+    pub(crate) fn apply_config(&self, config: Config) {
         let old = self.live();
         self.balancer.reconfigure(balancer_spec(&config));
         let live = build_live(config, &self.http, Some(&old));

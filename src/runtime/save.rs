@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 /// Why the weights were not saved. The first three are the file's or the setup's state (the
 /// operator can fix them); [`SaveError::Write`] is the machine's (a disk error).
 #[derive(Debug, thiserror::Error)]
-pub enum SaveError {
+pub(crate) enum SaveError {
     /// Running on the built-in default: there is no file.
     #[error("running on the built-in default config: there is no file to save to (start with --config)")]
     NoFile,
@@ -25,7 +25,7 @@ pub enum SaveError {
 
 /// One weight to write into the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WeightEdit {
+pub(super) enum WeightEdit {
     /// `providers.<provider>.weight`.
     Provider { provider: String, weight: u32 },
     /// `routing.rules.<rule>.loadBalancing.weights.<provider>`.
@@ -49,7 +49,7 @@ impl WeightEdit {
 /// rule-level run-time weight), the rule's `weights` entry is set. Providers and rules the file
 /// does not have are left alone, and so are providers a rule only reaches as its `fallback`
 /// (weights do not steer `single`).
-pub fn weight_edits(file: &Config, state: &BalancerSnapshot) -> Vec<WeightEdit> {
+pub(super) fn weight_edits(file: &Config, state: &BalancerSnapshot) -> Vec<WeightEdit> {
     let mut edits = Vec::new();
     let provider_weight = |id: &str| -> Option<u32> {
         let p = file.providers.get(id)?;
@@ -88,7 +88,7 @@ pub fn weight_edits(file: &Config, state: &BalancerSnapshot) -> Vec<WeightEdit> 
 
 /// Why [`apply_weight_edits`] could not edit the text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EditError {
+pub(crate) enum EditError {
     /// The text is not a JSON object.
     #[error("the config file is not valid JSON: {0}")]
     NotJson(String),
@@ -118,7 +118,7 @@ fn object_at<'a>(
 
 /// Apply weight edits to a config file's text, keeping every other key, value and the key order;
 /// the result is pretty-printed JSON (two-space indent) and is checked to be a valid config.
-pub fn apply_weight_edits(text: &str, edits: &[WeightEdit]) -> Result<String, EditError> {
+pub(super) fn apply_weight_edits(text: &str, edits: &[WeightEdit]) -> Result<String, EditError> {
     let mut root: Value = serde_json::from_str(text).map_err(|e| EditError::NotJson(e.to_string()))?;
     let obj = root.as_object_mut().ok_or_else(|| EditError::NotJson("not an object".into()))?;
     for edit in edits {
@@ -145,7 +145,7 @@ impl Runtime {
     /// are kept; the file is rewritten as pretty-printed JSON in one atomic step. Refused when
     /// running on the built-in default, or when the file on disk does not validate (it may hold
     /// an edit in progress). Blocking file I/O: call it off the async workers.
-    pub fn save_weights(&self) -> Result<String, SaveError> {
+    pub(crate) fn save_weights(&self) -> Result<String, SaveError> {
         let result = self.save_weights_inner();
         match &result {
             Ok(m) => tracing::info!("{m}"),

@@ -32,13 +32,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// `POST /admin/...`: the balancer's command path over HTTP.
-pub fn router(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
+pub(super) fn router(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
     Router::new()
         .route("/admin/providers/{id}/weight", post(set_weight))
         .route("/admin/providers/{id}/drain", post(drain))
         .route("/admin/providers/{id}/undrain", post(undrain))
         .route("/admin/providers/{id}/breaker/reset", post(reset_breaker))
         .route("/admin/providers/{id}/health-check", post(check_now))
+        .route("/admin/providers/{id}/usage-check", post(check_usage))
         .route("/admin/reload", post(reload))
         .route("/admin/weights/save", post(save_weights))
         .route_layer(middleware::from_fn_with_state(rt.clone(), require_admin_access))
@@ -46,7 +47,7 @@ pub fn router(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
 
 /// Why an admin call was refused or failed. Each maps to one status and Anthropic error type.
 #[derive(Debug, thiserror::Error)]
-pub enum AdminError {
+pub(super) enum AdminError {
     /// `server.apiKey` is set and the request did not present it.
     #[error("invalid or missing API key (x-api-key or Authorization: Bearer)")]
     BadKey,
@@ -71,7 +72,7 @@ impl From<balancer::CommandError> for AdminError {
 
 impl AdminError {
     /// The one client-visible form of each error.
-    pub fn api_error(&self) -> ApiError {
+    pub(super) fn api_error(&self) -> ApiError {
         use balancer::CommandError as Refused;
         let (kind, status) = match self {
             AdminError::BadKey => (ErrorKind::AuthenticationError, StatusCode::UNAUTHORIZED),
@@ -84,7 +85,7 @@ impl AdminError {
                 CommandError::Balancer(Refused::NotInRule { .. }) => {
                     (ErrorKind::InvalidRequestError, StatusCode::BAD_REQUEST)
                 }
-                CommandError::Balancer(Refused::NoHealthCheck(_))
+                CommandError::Balancer(Refused::NoHealthCheck(_) | Refused::NoUsageCheck(_))
                 | CommandError::Save(SaveError::NoFile | SaveError::FileInvalid(_) | SaveError::Edit(_)) => {
                     (ErrorKind::InvalidRequestError, StatusCode::CONFLICT)
                 }
@@ -108,7 +109,7 @@ impl IntoResponse for AdminError {
 }
 
 /// The access rule: the key when one is configured, else a loopback client.
-pub fn admin_access(
+pub(super) fn admin_access(
     expected_key: Option<&str>,
     presented: Option<&str>,
     client: IpAddr,
@@ -193,6 +194,10 @@ async fn reset_breaker(
     run(&rt, Command::Balancer(balancer::Command::ResetBreaker(id))).await
 }
 
+async fn check_usage(State(rt): State<Arc<Runtime>>, Path(id): Path<String>) -> Result<Response, AdminError> {
+    run(&rt, Command::Balancer(balancer::Command::CheckUsage(id))).await
+}
+
 async fn check_now(State(rt): State<Arc<Runtime>>, Path(id): Path<String>) -> Result<Response, AdminError> {
     run(&rt, Command::Balancer(balancer::Command::CheckNow(id))).await
 }
@@ -239,7 +244,7 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(status(balancer::CommandError::NoHealthCheck("a".into()).into()), StatusCode::CONFLICT);
-        let unreadable = || ConfigError::Io { file: "c.json".into(), source: io() };
+        let unreadable = || ConfigError::Io { file: "c.json".into(), source: io().into() };
         let reload = CommandError::Reload(ReloadError::Rejected(unreadable()));
         assert_eq!(status(reload.into()), StatusCode::UNPROCESSABLE_ENTITY);
         // The file's or the setup's state: the operator can fix it.

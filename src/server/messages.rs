@@ -9,11 +9,11 @@
 
 use crate::anthropic::types::{MessagesRequest, parse_request};
 use crate::anthropic::{ApiError, ErrorKind};
-use crate::balancer::{Lease, SelectError};
+use crate::balancer::{Lease, Placement, SelectError};
 use crate::buffers::{self, PooledBuf};
 use crate::classify::classify;
 use crate::config::Category;
-use crate::providers::codewhisperer::{Prepared, SseAnswer, UpstreamError, prepare};
+use crate::providers::codewhisperer::{Prepared, Report, SseAnswer, UpstreamError, prepare};
 use crate::runtime::{Live, Runtime};
 use axum::body::Body;
 use axum::extract::State;
@@ -26,10 +26,13 @@ use tokio::time::Instant;
 
 /// What the client is told about routing, on every answer.
 #[derive(Debug, Clone)]
-struct Route {
-    category: Category,
-    provider: Option<String>,
-    attempts: usize,
+pub(super) struct Route {
+    pub(super) category: Category,
+    pub(super) provider: Option<String>,
+    pub(super) attempts: usize,
+    /// The conversation's session key (see [`super::session::session_key`]).
+    pub(super) session: Option<String>,
+    pub(super) affinity: Option<crate::balancer::Affinity>,
 }
 
 impl Route {
@@ -39,6 +42,9 @@ impl Route {
             headers.insert("x-ccr-provider", p);
         }
         headers.insert("x-ccr-attempts", HeaderValue::from(self.attempts));
+        if let Some(a) = self.affinity {
+            headers.insert("x-ccr-affinity", HeaderValue::from_static(a.as_str()));
+        }
     }
 
     fn respond(&self, mut response: Response) -> Response {
@@ -49,6 +55,9 @@ impl Route {
 
 /// The client's error for a body that could not be read: 413 past the limit, else 400.
 fn body_error(e: &(dyn std::error::Error + 'static), limit: usize) -> ApiError {
+    if let Some(stalled) = super::limits::stalled_error(e) {
+        return stalled;
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     let mut too_large = false;
     while let Some(s) = source {
@@ -121,7 +130,7 @@ pub async fn count_tokens(State(rt): State<Arc<Runtime>>, body: Body) -> Respons
 }
 
 /// `POST /v1/messages` (with or without `?beta=true`).
-pub async fn messages(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
+pub async fn messages(State(rt): State<Arc<Runtime>>, headers: HeaderMap, body: Body) -> Response {
     rt.count_request();
     let live = rt.live();
     let bytes = match read_body_reused(body, body_limit(&live)).await {
@@ -135,16 +144,23 @@ pub async fn messages(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
     drop(bytes);
     let estimate = req.estimate_input_tokens();
     let category = classify(&req, estimate, live.thresholds);
-    let mut route = Route { category, provider: None, attempts: 0 };
-    let model = match live.config.rule(category) {
-        Ok((_, rule)) => rule.model.as_deref(),
+    let session = super::session::session_key(&headers, &req);
+    let mut route = Route { category, provider: None, attempts: 0, session, affinity: None };
+    let rule_model = match live.config.rule(category) {
+        Ok((_, rule)) => rule.model.clone(),
         Err(e) => {
             tracing::error!("{e}");
             return route
                 .respond(select_error(&SelectError::NoRule(category.as_str().into())).into_response());
         }
     };
-    let prepared = match prepare(&req, estimate, model) {
+    // The rule's model, else a `/v1/models` id mapped back exactly, else the name mapping.
+    let model_id = rule_model.or_else(|| rt.models.kiro_id(&req.model));
+    if crate::providers::codewhisperer::websearch::search_tool(&req).is_some() {
+        let response = super::websearch::handle(&rt, &live, req, model_id, &mut route).await;
+        return route.respond(response);
+    }
+    let prepared = match prepare(&req, estimate, model_id.as_deref()) {
         Ok(p) => p,
         Err(e) => return route.respond(e.into_response()),
     };
@@ -161,7 +177,8 @@ async fn dispatch(rt: &Arc<Runtime>, live: &Live, prepared: &Prepared, route: &m
     let mut last_error: Option<UpstreamError> = None;
 
     while route.attempts < max_attempts {
-        let mut lease = match rt.balancer.select(category, &tried).await {
+        let place = Placement { session: route.session.as_deref(), model: Some(prepared.model_id()) };
+        let mut lease = match rt.balancer.select_for(category, &tried, place).await {
             Ok(lease) => lease,
             Err(e) => {
                 return route.respond(match last_error {
@@ -171,6 +188,7 @@ async fn dispatch(rt: &Arc<Runtime>, live: &Live, prepared: &Prepared, route: &m
             }
         };
         route.attempts += 1;
+        route.affinity = lease.affinity();
         let id = lease.id().to_string();
         route.provider = Some(id.clone());
         tried.push(id.clone());
@@ -184,9 +202,10 @@ async fn dispatch(rt: &Arc<Runtime>, live: &Live, prepared: &Prepared, route: &m
             Ok(answer) => {
                 lease.first_byte(sent_at.elapsed());
                 if prepared.stream() {
-                    return route.respond(stream_response(answer.into_sse(), lease, sent_at));
+                    let stop = rt.drain.subscribe();
+                    return route.respond(stream_response(answer.into_sse(), lease, sent_at, stop));
                 }
-                match answer.collect().await {
+                match answer.collect(|r| report(&lease, r)).await {
                     Ok(message) => {
                         lease.success(sent_at.elapsed());
                         return route.respond(axum::Json(message).into_response());
@@ -216,7 +235,7 @@ async fn dispatch(rt: &Arc<Runtime>, live: &Live, prepared: &Prepared, route: &m
     route.respond(err.into_response())
 }
 
-fn log_failure(id: &str, err: &UpstreamError, attempt: usize, max: usize) {
+pub(super) fn log_failure(id: &str, err: &UpstreamError, attempt: usize, max: usize) {
     if attempt < max {
         tracing::warn!(provider = %id, attempt, "upstream failed, failing over: {}", err.message);
     } else {
@@ -250,9 +269,21 @@ pub fn select_error(e: &SelectError) -> ApiError {
     }
 }
 
+/// Passes what an answer told about its account on to the lease.
+fn report(lease: &Lease, r: Report) {
+    match r {
+        Report::Metered { credits } => lease.metered(credits),
+    }
+}
+
 /// The SSE answer: `message_start` and the first event go out at once, the rest as they come.
-fn stream_response(sse: SseAnswer, lease: Lease, sent_at: Instant) -> Response {
-    let state = Streaming { sse, lease: Some(lease), sent_at };
+fn stream_response(
+    sse: SseAnswer,
+    lease: Lease,
+    sent_at: Instant,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Response {
+    let state = Streaming { sse, lease: Some(lease), sent_at, stop };
     let body = Body::from_stream(futures_util::stream::unfold(state, |mut s| async move {
         let chunk = s.next_chunk().await?;
         Some((Ok::<_, std::io::Error>(chunk), s))
@@ -270,13 +301,41 @@ struct Streaming {
     sse: SseAnswer,
     lease: Option<Lease>,
     sent_at: Instant,
+    /// Turns true when the shutdown deadline passes: the answer ends with an `error` event.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Streaming {
-    /// The next bytes for the client; `None` when the answer is complete. The lease is settled
-    /// as soon as the upstream's outcome is known.
+    /// The next bytes for the client; `None` when the answer is complete. What the answer says
+    /// about the account goes to the lease as it arrives, and the lease is settled as soon as the
+    /// upstream's outcome is known. While the answer waits on the upstream, the shutdown deadline
+    /// can end it.
     async fn next_chunk(&mut self) -> Option<Bytes> {
-        let chunk = self.sse.next_chunk().await;
+        let Streaming { sse, lease, stop, .. } = self;
+        let mut reports = |r| {
+            if let Some(lease) = lease.as_ref() {
+                report(lease, r);
+            }
+        };
+        let next = if sse.has_ready_output() {
+            Some(sse.next_chunk(&mut reports).await)
+        } else {
+            tokio::select! {
+                chunk = sse.next_chunk(&mut reports) => Some(chunk),
+                () = async {
+                    if stop.wait_for(|stop| *stop).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => None,
+            }
+        };
+        let chunk = match next {
+            Some(chunk) => chunk,
+            None => {
+                self.shut_down();
+                self.sse.next_chunk(&mut |_| {}).await
+            }
+        };
         if let Some(outcome) = self.sse.take_outcome()
             && let Some(lease) = self.lease.take()
         {
@@ -286,6 +345,17 @@ impl Streaming {
             }
         }
         chunk
+    }
+
+    /// The shutdown deadline passed: close the answer with an error event. Not the provider's
+    /// fault (dropping the lease counts the attempt as neutral).
+    fn shut_down(&mut self) {
+        let err = ApiError::new(
+            ErrorKind::OverloadedError,
+            "ccr is shutting down and the answer did not finish within server.shutdownTimeout; retry",
+        );
+        self.sse.abort(&err);
+        self.lease.take();
     }
 }
 

@@ -1,9 +1,17 @@
 //! The HTTP server: the Anthropic proxy routes, and (with the monitoring module) the
 //! monitoring and admin endpoints, on one axum router.
 
-pub mod admin;
+mod admin;
+pub mod guard;
+pub mod limits;
+pub mod listen;
+// The `/v1/messages` handler: its visibility is settled with the provider face (issue #10).
+#[allow(unreachable_pub)]
 pub mod messages;
-pub mod monitoring;
+mod models;
+mod monitoring;
+pub mod session;
+mod websearch;
 
 use crate::runtime::Runtime;
 
@@ -13,8 +21,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use std::net::SocketAddr;
+use axum::routing::{get, post};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -24,13 +31,19 @@ pub fn router(rt: Arc<Runtime>) -> Router {
     let api = Router::new()
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::one))
         .route_layer(middleware::from_fn_with_state(rt.clone(), require_api_key));
     Router::new()
         .merge(api)
         .merge(monitoring::router(&rt))
+        .route("/sessions/{id}", axum::routing::get(session::session_handler))
         .merge(admin::router(&rt))
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(rt.clone(), limits::limit_bodies))
+        .layer(middleware::from_fn(limits::json_errors))
+        .layer(middleware::from_fn_with_state(rt.clone(), guard::guard))
         .with_state(rt)
 }
 
@@ -71,32 +84,23 @@ async fn require_api_key(State(rt): State<Arc<Runtime>>, request: Request, next:
     next.run(request).await
 }
 
-/// Bind the listen address.
+/// Bind the listen address (see [`listen::bind`]).
 pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
-    let addr = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    TcpListener::bind(addr).await
+    listen::bind(host, port).await
 }
 
-/// Serve until `shutdown` resolves; in-flight answers are allowed to finish.
+/// Serve until `shutdown` resolves; in-flight answers are allowed to finish until
+/// `server.shutdownTimeout` (see [`listen`]).
 pub async fn serve(
     listener: TcpListener,
     rt: Arc<Runtime>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         rt.set_listen_addr(addr);
     }
-    // Answers stream as many small writes: with Nagle on, each one after the first would wait
-    // for the client's delayed ACK (40 ms on Linux).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = router(rt).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let app = router(rt.clone());
+    listen::serve(listener, rt, app, shutdown).await
 }
 
 #[cfg(test)]

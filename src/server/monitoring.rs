@@ -12,7 +12,7 @@
 
 use crate::balancer::{BreakerState, Counters, HealthStatus};
 use crate::runtime::Runtime;
-pub use crate::snapshot::STATUS_PATH;
+pub(super) use crate::snapshot::STATUS_PATH;
 use crate::snapshot::{ProviderStatus, ProviderView, Snapshot, TTFB_BUCKETS_SECONDS};
 use axum::Router;
 use axum::extract::State;
@@ -26,17 +26,17 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// Where the seed's per-rule and per-provider statistics live.
-pub const LOAD_BALANCING_PATH: &str = "/metrics/load-balancing";
+pub(super) const LOAD_BALANCING_PATH: &str = "/metrics/load-balancing";
 /// Where breaker states live.
-pub const CIRCUIT_BREAKERS_PATH: &str = "/metrics/circuit-breakers";
+pub(super) const CIRCUIT_BREAKERS_PATH: &str = "/metrics/circuit-breakers";
 /// The seed's dashboard JSON.
-pub const DASHBOARD_PATH: &str = "/dashboard/load-balancing";
+pub(super) const DASHBOARD_PATH: &str = "/dashboard/load-balancing";
 
 /// The content type of the Prometheus text exposition format.
-pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(super) const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET` endpoints: health, metrics, dashboard JSON, status.
-pub fn router(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
+pub(super) fn router(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
     let config = rt.config();
     let m = &config.monitoring;
     let mut routes = Routes::default();
@@ -138,7 +138,7 @@ fn breaker_state(p: &ProviderView) -> &'static str {
 }
 
 /// `GET /health`: `"ok"` (200) while some provider can take a request, else `"unavailable"` (503).
-pub fn health_json(s: &Snapshot) -> Value {
+pub(super) fn health_json(s: &Snapshot) -> Value {
     let available = s.providers.iter().filter(|p| p.available).count();
     json!({
         "status": if available > 0 { "ok" } else { "unavailable" },
@@ -149,7 +149,7 @@ pub fn health_json(s: &Snapshot) -> Value {
 }
 
 /// `GET /health/providers`: per provider status and why, active-check results, last error, token.
-pub fn providers_health_json(s: &Snapshot) -> Value {
+pub(super) fn providers_health_json(s: &Snapshot) -> Value {
     let providers: Map<String, Value> = s
         .providers
         .iter()
@@ -176,6 +176,16 @@ pub fn providers_health_json(s: &Snapshot) -> Value {
                     "at": rfc3339(s.wall_clock(e.at_ms)),
                     "message": e.message,
                 })),
+                "usage": p.core.usage.as_ref().map(|u| json!({
+                    "used": u.used,
+                    "limit": u.limit,
+                    "remaining": u.remaining,
+                    "resetAt": u.reset_at.map(rfc3339),
+                    "tier": u.tier,
+                    "checkedAt": rfc3339(u.checked_at),
+                })),
+                "usageError": p.core.usage_error,
+                "sessions": p.core.sessions,
                 "token": {
                     "expiresAt": p.token.expires_at.map(rfc3339),
                     "lastRefresh": p.token.last_refresh.map(rfc3339),
@@ -195,7 +205,7 @@ pub fn providers_health_json(s: &Snapshot) -> Value {
 
 /// `GET /metrics/load-balancing`: per rule strategy, candidates, weights and picks; per provider
 /// counters (overall and by category), in-flight, weights and latency.
-pub fn load_balancing_json(s: &Snapshot) -> Value {
+pub(super) fn load_balancing_json(s: &Snapshot) -> Value {
     let rules: Map<String, Value> = s
         .rules
         .iter()
@@ -264,7 +274,7 @@ pub fn load_balancing_json(s: &Snapshot) -> Value {
 }
 
 /// `GET /metrics/circuit-breakers`: per provider breaker state, failures, thresholds, timing.
-pub fn circuit_breakers_json(s: &Snapshot) -> Value {
+pub(super) fn circuit_breakers_json(s: &Snapshot) -> Value {
     let providers: Map<String, Value> = s
         .providers
         .iter()
@@ -292,7 +302,7 @@ pub fn circuit_breakers_json(s: &Snapshot) -> Value {
 }
 
 /// `GET /dashboard/load-balancing`: the seed's shape, exactly.
-pub fn dashboard_json(s: &Snapshot) -> Value {
+pub(super) fn dashboard_json(s: &Snapshot) -> Value {
     let providers: Map<String, Value> = s
         .providers
         .iter()
@@ -377,7 +387,7 @@ fn flag(b: bool) -> f64 {
 
 /// `GET /metrics`: the Prometheus text exposition format (version 0.0.4), names prefixed `ccr_`,
 /// times in seconds, counters ending in `_total`.
-pub fn prometheus_text(s: &Snapshot) -> String {
+pub(super) fn prometheus_text(s: &Snapshot) -> String {
     let mut m = Prometheus { out: String::with_capacity(8 * 1024) };
 
     m.family("ccr_uptime_seconds", "gauge", "Time since the instance started.");
@@ -423,6 +433,30 @@ pub fn prometheus_text(s: &Snapshot) -> String {
         m.sample("ccr_upstream_ttfb_seconds_count", &[("provider", id)], h.count as f64);
     }
 
+    m.per_provider(
+        s,
+        "ccr_account_credits_used",
+        "gauge",
+        "Credits used this month (last report + metered).",
+        |p| p.core.usage.as_ref().map(|u| u.used),
+    );
+    m.per_provider(
+        s,
+        "ccr_account_credits_limit",
+        "gauge",
+        "Credits this month (base + free trial + bonuses).",
+        |p| p.core.usage.as_ref().map(|u| u.limit),
+    );
+    m.per_provider(
+        s,
+        "ccr_account_credits_reset_timestamp_seconds",
+        "gauge",
+        "When the account's credits reset, Unix seconds.",
+        |p| p.core.usage.as_ref().and_then(|u| u.reset_at).map(|t| t.timestamp() as f64),
+    );
+    m.per_provider(s, "ccr_sessions_bound", "gauge", "Conversations bound to the account.", |p| {
+        Some(p.core.sessions as f64)
+    });
     m.per_provider(s, "ccr_provider_in_flight", "gauge", "Upstream requests in flight.", |p| {
         Some(f64::from(p.core.in_flight))
     });

@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 
 /// The highest weight the `+` key sets: far above any useful ratio, low enough that a held key
 /// cannot overflow anything.
-pub const MAX_WEIGHT: u32 = 1000;
+pub(super) const MAX_WEIGHT: u32 = 1000;
 
 /// How many of a rule's latest picks the routes table summarises ("recent picks").
-pub const RECENT_PICKS: usize = 20;
+pub(super) const RECENT_PICKS: usize = 20;
 
 /// The dashboard's state. Rendering reads it ([`super::view::render`]); keys change it
 /// ([`App::on_key`]).
@@ -135,6 +135,7 @@ impl App {
                 self.send_for_selected(|id| UiCommand::Balancer(Command::ResetBreaker(id)))
             }
             Action::CheckNow => self.send_for_selected(|id| UiCommand::Balancer(Command::CheckNow(id))),
+            Action::CheckUsage => self.send_for_selected(|id| UiCommand::Balancer(Command::CheckUsage(id))),
             Action::Demo(action) => self.send_for_selected(|provider| UiCommand::Demo { provider, action }),
             Action::SaveWeights => {
                 self.send(UiCommand::SaveWeights);
@@ -412,7 +413,7 @@ mod tests {
         assert!(!app.on_key(key('d')), "not bound outside the demo");
         let mut app = app.with_demo_keys();
         app.on_key(key('j'));
-        for c in ['d', 'u', ']', '[', 'e', 'E'] {
+        for c in ['d', 'D', ']', '[', 'e', 'E', 'x'] {
             assert!(app.on_key(key(c)));
         }
         let provider = IDS[1].to_string();
@@ -426,6 +427,7 @@ mod tests {
                 demo(DemoAction::RemoveLatency),
                 demo(DemoAction::RaiseErrors),
                 demo(DemoAction::LowerErrors),
+                demo(DemoAction::ExhaustCredits),
             ]
         );
     }

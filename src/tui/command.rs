@@ -11,7 +11,7 @@ use crate::balancer::Command;
 
 /// How many commands may wait for the executor. Commands are cheap; a full queue means
 /// something is stuck (a slow save), and the dashboard says "busy" instead of blocking.
-pub const COMMAND_QUEUE: usize = 16;
+pub(crate) const COMMAND_QUEUE: usize = 16;
 
 /// A command from the dashboard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,7 @@ impl UiCommand {
             UiCommand::Balancer(Command::Undrain(p)) => format!("{p}: undrain"),
             UiCommand::Balancer(Command::ResetBreaker(p)) => format!("{p}: reset breaker"),
             UiCommand::Balancer(Command::CheckNow(p)) => format!("{p}: check health"),
+            UiCommand::Balancer(Command::CheckUsage(p)) => format!("{p}: check usage"),
             UiCommand::Reload => "reload config".into(),
             UiCommand::SaveWeights => "save weights".into(),
             UiCommand::Demo { provider, action } => format!("{provider}: {}", action.describe()),

@@ -25,6 +25,8 @@ pub enum DemoAction {
     RaiseErrors,
     /// Lower that share.
     LowerErrors,
+    /// Use up the account's remaining credits (its next request gets the 402 quota answer).
+    ExhaustCredits,
 }
 
 impl DemoAction {
@@ -37,6 +39,7 @@ impl DemoAction {
             DemoAction::RemoveLatency => "remove latency",
             DemoAction::RaiseErrors => "raise the error rate",
             DemoAction::LowerErrors => "lower the error rate",
+            DemoAction::ExhaustCredits => "use up the account's credits",
         }
     }
 }
@@ -64,6 +67,8 @@ pub enum Action {
     ResetBreaker,
     /// Run the selected provider's health check now.
     CheckNow,
+    /// Ask the selected account's credits (`getUsageLimits`) now.
+    CheckUsage,
     /// Write the weights in force back into the config file.
     SaveWeights,
     /// Re-read the config file.
@@ -105,7 +110,7 @@ pub struct KeyContext {
 
 /// One key binding: the keys, how the screen spells them, the action, and what it does.
 #[derive(Debug, Clone, Copy)]
-pub struct Binding {
+pub(super) struct Binding {
     /// Key codes that trigger it (Shift is ignored for characters).
     pub keys: &'static [KeyCode],
     /// How the footer and help popup spell the keys.
@@ -123,7 +128,7 @@ const fn bind(keys: &'static [KeyCode], label: &'static str, action: Action, hel
 use KeyCode::{Char, Down, End, Esc, Home, Left, PageDown, PageUp, Right, Tab, Up};
 
 /// Keys of the providers table (the default focus).
-pub const PROVIDER_BINDINGS: &[Binding] = &[
+pub(super) const PROVIDER_BINDINGS: &[Binding] = &[
     bind(&[Up, Char('k')], "↑/k", Action::SelectPrev, "select the provider above"),
     bind(&[Down, Char('j')], "↓/j", Action::SelectNext, "select the provider below"),
     bind(&[Home, Char('g')], "g", Action::SelectFirst, "select the first provider"),
@@ -133,6 +138,7 @@ pub const PROVIDER_BINDINGS: &[Binding] = &[
     bind(&[Char('f')], "f", Action::ToggleDrain, "drain it (failover) / undo"),
     bind(&[Char('b')], "b", Action::ResetBreaker, "reset breaker and cooldowns"),
     bind(&[Char('h')], "h", Action::CheckNow, "run its health check now"),
+    bind(&[Char('u')], "u", Action::CheckUsage, "check its credits (usage) now"),
     bind(&[Char('s')], "s", Action::SaveWeights, "save weights to the config"),
     bind(&[Char('r')], "r", Action::Reload, "reload the config file"),
     bind(&[Char('l'), Tab], "l", Action::FocusLogs, "focus the log pane"),
@@ -141,7 +147,7 @@ pub const PROVIDER_BINDINGS: &[Binding] = &[
 ];
 
 /// Keys of the log pane while it has the focus (tui-logger's own keys, plus the way back).
-pub const LOG_BINDINGS: &[Binding] = &[
+pub(super) const LOG_BINDINGS: &[Binding] = &[
     bind(&[Char('l'), Tab], "l", Action::FocusProviders, "back to the providers table"),
     bind(&[PageUp], "PgUp", Action::Log(TuiWidgetEvent::PrevPageKey), "scroll back (page mode)"),
     bind(&[PageDown], "PgDn", Action::Log(TuiWidgetEvent::NextPageKey), "scroll forward"),
@@ -160,9 +166,10 @@ pub const LOG_BINDINGS: &[Binding] = &[
 ];
 
 /// Demo fault keys, live only under `ccr demo`, on the selected upstream.
-pub const DEMO_BINDINGS: &[Binding] = &[
+pub(super) const DEMO_BINDINGS: &[Binding] = &[
     bind(&[Char('d')], "d", Action::Demo(DemoAction::TakeDown), "demo: take upstream down"),
-    bind(&[Char('u')], "u", Action::Demo(DemoAction::BringBack), "demo: bring upstream back"),
+    bind(&[Char('D')], "D", Action::Demo(DemoAction::BringBack), "demo: bring upstream back"),
+    bind(&[Char('x')], "x", Action::Demo(DemoAction::ExhaustCredits), "demo: use up its credits"),
     bind(&[Char(']')], "]", Action::Demo(DemoAction::AddLatency), "demo: add latency"),
     bind(&[Char('[')], "[", Action::Demo(DemoAction::RemoveLatency), "demo: remove latency"),
     bind(&[Char('e')], "e", Action::Demo(DemoAction::RaiseErrors), "demo: raise error rate"),
@@ -170,16 +177,16 @@ pub const DEMO_BINDINGS: &[Binding] = &[
 ];
 
 /// Keys while the help popup is open: it closes on `?` or Esc, and quit still quits.
-pub const HELP_BINDINGS: &[Binding] = &[
+pub(super) const HELP_BINDINGS: &[Binding] = &[
     bind(&[Char('?'), Esc, KeyCode::Enter], "?/Esc", Action::CloseHelp, "close this help"),
     bind(&[Char('q')], "q", Action::Quit, "quit"),
 ];
 
 /// One footer entry: how the keys are spelled, and one word for what they do.
-pub type FooterEntry = (&'static str, &'static str);
+pub(super) type FooterEntry = (&'static str, &'static str);
 
 /// The footer's short list for the providers table. The help popup has the rest.
-pub const PROVIDER_FOOTER: &[FooterEntry] = &[
+pub(super) const PROVIDER_FOOTER: &[FooterEntry] = &[
     ("↑↓", "move"),
     ("+/-", "weight"),
     ("f", "drain"),
@@ -191,26 +198,27 @@ pub const PROVIDER_FOOTER: &[FooterEntry] = &[
 ];
 
 /// The footer's short list for the demo's fault keys.
-pub const DEMO_FOOTER: &[FooterEntry] = &[("d/u", "down/up"), ("]/[", "latency"), ("e/E", "errors")];
+pub(super) const DEMO_FOOTER: &[FooterEntry] =
+    &[("d/D", "down/up"), ("]/[", "latency"), ("e/E", "errors"), ("x", "credits")];
 
 /// The footer's short list while the log pane has the keyboard.
-pub const LOG_FOOTER: &[FooterEntry] =
+pub(super) const LOG_FOOTER: &[FooterEntry] =
     &[("l", "back"), ("PgUp/PgDn", "scroll"), ("Esc", "follow"), ("t", "targets"), ("←→", "levels")];
 
 /// The footer's short list while the help popup is open.
-pub const HELP_FOOTER: &[FooterEntry] = &[("?/Esc", "close")];
+pub(super) const HELP_FOOTER: &[FooterEntry] = &[("?/Esc", "close")];
 
 /// The footer's entries that are always shown, last.
-pub const FOOTER_TAIL: &[FooterEntry] = &[("?", "help"), ("q", "quit")];
+pub(super) const FOOTER_TAIL: &[FooterEntry] = &[("?", "help"), ("q", "quit")];
 
 /// The always-shown entries for a context (no "? help" while the help is open).
-pub fn footer_tail(ctx: KeyContext) -> &'static [FooterEntry] {
+pub(super) fn footer_tail(ctx: KeyContext) -> &'static [FooterEntry] {
     if ctx.help_open { &FOOTER_TAIL[1..] } else { FOOTER_TAIL }
 }
 
 /// The footer's entries for a context, most useful first (a narrow footer drops from the end,
 /// before [`FOOTER_TAIL`]).
-pub fn footer(ctx: KeyContext) -> impl Iterator<Item = &'static FooterEntry> {
+pub(super) fn footer(ctx: KeyContext) -> impl Iterator<Item = &'static FooterEntry> {
     let (main, demo): (&'static [FooterEntry], &'static [FooterEntry]) = if ctx.help_open {
         (HELP_FOOTER, &[])
     } else {
@@ -223,7 +231,7 @@ pub fn footer(ctx: KeyContext) -> impl Iterator<Item = &'static FooterEntry> {
 }
 
 /// The bindings in force for a context, in the order the help popup lists them.
-pub fn bindings(ctx: KeyContext) -> impl Iterator<Item = &'static Binding> {
+pub(super) fn bindings(ctx: KeyContext) -> impl Iterator<Item = &'static Binding> {
     let (main, demo): (&'static [Binding], &'static [Binding]) = if ctx.help_open {
         (HELP_BINDINGS, &[])
     } else {
@@ -241,7 +249,7 @@ pub fn bindings(ctx: KeyContext) -> impl Iterator<Item = &'static Binding> {
 /// trigger a command by accident); Shift is ignored for characters, whose case already says it.
 /// Key releases and repeats from terminals that report them are ignored, except that a held
 /// navigation key repeats.
-pub fn map_key(key: KeyEvent, ctx: KeyContext) -> Option<Action> {
+pub(super) fn map_key(key: KeyEvent, ctx: KeyContext) -> Option<Action> {
     if key.kind == KeyEventKind::Release {
         return None;
     }
@@ -346,7 +354,8 @@ mod tests {
     fn demo_keys_are_live_only_in_the_demo() {
         let cases = [
             (key(Char('d')), DemoAction::TakeDown),
-            (key(Char('u')), DemoAction::BringBack),
+            (shifted('D'), DemoAction::BringBack),
+            (key(Char('x')), DemoAction::ExhaustCredits),
             (key(Char(']')), DemoAction::AddLatency),
             (key(Char('[')), DemoAction::RemoveLatency),
             (key(Char('e')), DemoAction::RaiseErrors),
@@ -408,13 +417,15 @@ mod tests {
         expect(PROVIDERS, "f", Action::ToggleDrain);
         expect(PROVIDERS, "b", Action::ResetBreaker);
         expect(PROVIDERS, "h", Action::CheckNow);
+        expect(PROVIDERS, "u", Action::CheckUsage);
         expect(PROVIDERS, "s", Action::SaveWeights);
         expect(PROVIDERS, "r", Action::Reload);
         expect(PROVIDERS, "l", Action::FocusLogs);
         expect(PROVIDERS, "+/-", Action::WeightUp);
         expect(PROVIDERS, "+/-", Action::WeightDown);
-        expect(DEMO, "d/u", Action::Demo(DemoAction::TakeDown));
-        expect(DEMO, "d/u", Action::Demo(DemoAction::BringBack));
+        expect(DEMO, "d/D", Action::Demo(DemoAction::TakeDown));
+        expect(DEMO, "d/D", Action::Demo(DemoAction::BringBack));
+        expect(DEMO, "x", Action::Demo(DemoAction::ExhaustCredits));
         expect(DEMO, "]/[", Action::Demo(DemoAction::AddLatency));
         expect(DEMO, "e/E", Action::Demo(DemoAction::LowerErrors));
         expect(LOGS, "l", Action::FocusProviders);

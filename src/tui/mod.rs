@@ -2,7 +2,7 @@
 //!
 //! Data flows one way. The runtime publishes an `Arc<Snapshot>` on a watch channel; the event
 //! loop hands each new one to [`App`], which the pure [`render`] draws. Keys go through the pure
-//! [`map_key`] to an [`Action`]; actions that change the proxy become [`UiCommand`]s on a bounded
+//! `keymap::map_key` to an [`Action`]; actions that change the proxy become [`UiCommand`]s on a bounded
 //! channel, carried out elsewhere (by `app::dashboard`, through the same command path as the admin
 //! API), and their outcome comes back as a [`Feedback`] line. [`run_dashboard`] takes only those
 //! channels: the dashboard cannot reach the running instance, so the one-way flow is a matter of
@@ -15,21 +15,22 @@
 //!
 //! `ccr tui` and `ccr demo` start it through `app::dashboard`; the demo turns on its fault keys.
 
-pub mod app;
-pub mod command;
-pub mod keymap;
+mod app;
+mod command;
+mod keymap;
 pub mod logs;
 pub mod sample;
-pub mod terminal;
-pub mod theme;
-pub mod view;
+mod terminal;
+mod theme;
+mod view;
 
 #[cfg(test)]
 mod tests;
 
 pub use app::App;
+pub(crate) use command::COMMAND_QUEUE;
 pub use command::{Feedback, Progress, UiCommand};
-pub use keymap::{Action, DemoAction, Focus, KeyContext, map_key};
+pub use keymap::{Action, DemoAction, Focus, KeyContext};
 pub use logs::{LogLine, LogPane, init_logging};
 pub use view::render;
 
@@ -87,6 +88,7 @@ async fn event_loop(
     feedback: &mut mpsc::Receiver<Feedback>,
 ) -> Result<(), TuiError> {
     let mut events = EventStream::new();
+    let mut signals = crate::signals::StopSignals::install();
     let mut dirty = true;
     let mut last_draw: Option<Instant> = None;
     let mut snapshots_open = true;
@@ -125,7 +127,7 @@ async fn event_loop(
                 app.on_feedback(result);
                 dirty = true;
             }
-            _ = tokio::signal::ctrl_c() => app.apply(Action::Quit),
+            _ = signals.next() => app.apply(Action::Quit),
             () = tokio::time::sleep_until(wake) => {
                 if next_frame.is_none() {
                     // A second without a change: redraw for the log pane.

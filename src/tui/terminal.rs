@@ -29,17 +29,17 @@ static DASHBOARD_THREAD: Mutex<Option<ThreadId>> = Mutex::new(None);
 static PANIC_HOOK: Once = Once::new();
 
 /// The terminal type the dashboard draws on.
-pub type DashboardTerminal = Terminal<CrosstermBackend<Stdout>>;
+pub(super) type DashboardTerminal = Terminal<CrosstermBackend<Stdout>>;
 
 /// Holds the terminal in dashboard mode; dropping it restores the terminal.
-pub struct TerminalGuard {
+pub(super) struct TerminalGuard {
     terminal: DashboardTerminal,
 }
 
 impl TerminalGuard {
     /// Switch to raw mode and the alternate screen, hide the cursor, and make sure a panic
     /// restores all of that first.
-    pub fn enter() -> io::Result<TerminalGuard> {
+    pub(super) fn enter() -> io::Result<TerminalGuard> {
         install_panic_hook();
         *DASHBOARD_THREAD.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current().id());
         enable_raw_mode()?;
@@ -61,7 +61,7 @@ impl TerminalGuard {
     }
 
     /// The terminal to draw on.
-    pub fn terminal(&mut self) -> &mut DashboardTerminal {
+    pub(super) fn terminal(&mut self) -> &mut DashboardTerminal {
         &mut self.terminal
     }
 }
@@ -74,7 +74,7 @@ impl Drop for TerminalGuard {
 
 /// Give the terminal back: leave raw mode and the alternate screen, show the cursor. Does
 /// nothing when the dashboard is not up; errors are ignored (there is nobody left to tell).
-pub fn restore() {
+pub(super) fn restore() {
     if ACTIVE.swap(false, Ordering::SeqCst) {
         let _ = disable_raw_mode();
         let _ = execute!(io::stdout(), LeaveAlternateScreen, Show);

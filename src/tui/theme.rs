@@ -7,37 +7,37 @@ use crate::snapshot::ProviderStatus;
 use ratatui::style::{Color, Modifier, Style};
 
 /// Body text.
-pub const TEXT: Style = Style::new();
+pub(super) const TEXT: Style = Style::new();
 /// Secondary text: labels, units, "no data" dashes.
-pub const DIM: Style = Style::new().fg(Color::DarkGray);
+pub(super) const DIM: Style = Style::new().fg(Color::DarkGray);
 /// Pane titles.
-pub const TITLE: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+pub(super) const TITLE: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
 /// The border of the focused pane.
-pub const FOCUSED_BORDER: Style = Style::new().fg(Color::Cyan);
+pub(super) const FOCUSED_BORDER: Style = Style::new().fg(Color::Cyan);
 /// The border of the other panes.
-pub const BORDER: Style = Style::new().fg(Color::DarkGray);
+pub(super) const BORDER: Style = Style::new().fg(Color::DarkGray);
 /// Column headers of tables.
-pub const HEADER: Style = Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD);
+pub(super) const HEADER: Style = Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD);
 /// The selected table row: a dark grey from the 256-colour ramp, dark enough that red, yellow
 /// and green text on it stays readable.
-pub const SELECTED: Style = Style::new().bg(Color::Indexed(237)).add_modifier(Modifier::BOLD);
+pub(super) const SELECTED: Style = Style::new().bg(Color::Indexed(237)).add_modifier(Modifier::BOLD);
 /// Key names in the footer and the help popup.
-pub const KEY: Style = Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD);
+pub(super) const KEY: Style = Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD);
 /// Something working.
-pub const GOOD: Style = Style::new().fg(Color::Green);
+pub(super) const GOOD: Style = Style::new().fg(Color::Green);
 /// Something degraded or transient.
-pub const WARN: Style = Style::new().fg(Color::Yellow);
+pub(super) const WARN: Style = Style::new().fg(Color::Yellow);
 /// Something broken.
-pub const BAD: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+pub(super) const BAD: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
 /// Something the operator did by hand (drain, weight override).
-pub const OPERATOR: Style = Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD);
+pub(super) const OPERATOR: Style = Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD);
 /// The latency sparkline.
-pub const LATENCY: Style = Style::new().fg(Color::Cyan);
+pub(super) const LATENCY: Style = Style::new().fg(Color::Cyan);
 /// The application name in the header.
-pub const BRAND: Style = Style::new().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD);
+pub(super) const BRAND: Style = Style::new().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD);
 
 /// The colour of a breaker state: closed is green, half-open yellow, open red.
-pub fn breaker(state: BreakerState) -> Style {
+pub(super) fn breaker(state: BreakerState) -> Style {
     match state {
         BreakerState::Closed => GOOD,
         BreakerState::HalfOpen => WARN,
@@ -46,7 +46,7 @@ pub fn breaker(state: BreakerState) -> Style {
 }
 
 /// The short word shown for a breaker state.
-pub fn breaker_label(state: BreakerState) -> &'static str {
+pub(super) fn breaker_label(state: BreakerState) -> &'static str {
     match state {
         BreakerState::Closed => "closed",
         BreakerState::HalfOpen => "half-open",
@@ -55,7 +55,7 @@ pub fn breaker_label(state: BreakerState) -> &'static str {
 }
 
 /// A provider's status as one short word for the table, and its colour.
-pub fn provider_status(status: ProviderStatus) -> (&'static str, Style) {
+pub(super) fn provider_status(status: ProviderStatus) -> (&'static str, Style) {
     match status {
         ProviderStatus::Healthy => ("healthy", GOOD),
         ProviderStatus::Unknown => ("unknown", TEXT),
@@ -64,5 +64,18 @@ pub fn provider_status(status: ProviderStatus) -> (&'static str, Style) {
         ProviderStatus::CoolingDown => ("cooldown", WARN),
         ProviderStatus::QuotaExhausted => ("quota", BAD),
         ProviderStatus::CircuitOpen => ("tripped", BAD),
+        ProviderStatus::Suspended => ("suspend", BAD),
+        ProviderStatus::NeedsLogin => ("login", BAD),
+    }
+}
+
+/// The colour of a credits gauge by the share left: green, yellow under 30 %, red under 10 %.
+pub(crate) fn credits(remaining_share: f64) -> Style {
+    if remaining_share < 0.1 {
+        BAD
+    } else if remaining_share < 0.3 {
+        WARN
+    } else {
+        GOOD
     }
 }

@@ -229,6 +229,9 @@ pub(super) async fn refresh_idc(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if json_field(&body, "grantType").as_deref() == Some(super::oidc::DEVICE_CODE_GRANT) {
+        return super::oidc::device_token(&sim, &serde_json::from_slice(&body).unwrap_or_default()).await;
+    }
     if let Err(response) = refresh_preamble(&sim, Endpoint::RefreshIdc, &method, &uri, &headers, &body).await
     {
         return response;

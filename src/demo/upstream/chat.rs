@@ -103,6 +103,11 @@ pub(super) async fn generate(
     {
         return quota_exhausted();
     }
+    match super::state::lock(&sim.account).as_ref() {
+        Some(a) if a.suspended => return super::errors::suspended(),
+        Some(a) if a.exhausted() => return quota_exhausted(),
+        _ => {}
+    }
 
     let plan = Plan::choose(&view, &knobs, sim.fixed.long_frames);
     let mut script = Script::new(&sim, &view);
@@ -191,12 +196,20 @@ pub(super) enum Plan {
     Scenario(Scenario),
     /// Acknowledge the current message's tool results.
     ToolResultAck,
+    /// Call the declared search tool with the query the user asked for.
+    WebSearch,
+    /// Summarise the web search results in the current message's tool results.
+    SearchSummary,
 }
 
 impl Plan {
     pub(super) fn choose(view: &RequestView<'_>, knobs: &Knobs, long_frames: usize) -> Plan {
         if let Some(s) = Scenario::find_marker(view.content, long_frames) {
             Plan::Scenario(s)
+        } else if super::websearch_model::query(view).is_some() {
+            Plan::WebSearch
+        } else if super::websearch_model::summary(view).is_some() {
+            Plan::SearchSummary
         } else if !view.tool_results.is_empty() {
             Plan::ToolResultAck
         } else {

@@ -44,6 +44,7 @@ impl SimUpstream {
             context_usage: opts.context_usage,
             metadata_event: opts.metadata_event,
             max_body_bytes: opts.max_body_bytes,
+            cache_tokens: opts.cache_tokens,
         };
         let shared = Arc::new(Shared {
             name: opts.name,
@@ -57,6 +58,7 @@ impl SimUpstream {
                 accept_any_token: opts.accept_any_token,
                 extra_models: opts.extra_models,
                 seed: opts.seed,
+                tier: opts.tier,
             },
             knobs: Mutex::new(knobs),
             faults: Mutex::new(Faults {
@@ -68,11 +70,32 @@ impl SimUpstream {
             counters: Counters::default(),
             last: Mutex::new(LastRequests::default()),
             last_rejection: Mutex::new(None),
+            mcp_failure: Mutex::new(None),
             power: watch::Sender::new(Power::default()),
             listening: watch::Sender::new(Some(0)),
+            account: Mutex::new(None),
+            oidc: super::oidc::OidcState::default(),
         });
         let supervisor = tokio::spawn(supervise(shared.clone(), listener));
         Ok(SimUpstream { shared, supervisor: Mutex::new(Some(supervisor)) })
+    }
+
+    /// Gives the sim an account with credits (see [`crate::demo::account`]); `None` goes back to
+    /// the plain stream-counting usage.
+    pub fn set_account(&self, account: Option<crate::demo::account::SimAccount>) {
+        *super::state::lock(&self.shared.account) = account;
+    }
+
+    /// The account, as it stands now.
+    pub fn account(&self) -> Option<crate::demo::account::SimAccount> {
+        super::state::lock(&self.shared.account).clone()
+    }
+
+    /// Changes the account in place (no-op without one).
+    pub fn update_account(&self, f: impl FnOnce(&mut crate::demo::account::SimAccount)) {
+        if let Some(a) = super::state::lock(&self.shared.account).as_mut() {
+            f(a);
+        }
     }
 
     /// [`SimOptions::name`].
@@ -206,6 +229,16 @@ impl SimUpstream {
         lock(&self.shared.knobs).metadata_event = on;
     }
 
+    /// Make `/mcp` fail (see [`McpFailure`](super::McpFailure)); `None` answers with results again.
+    pub fn set_mcp_failure(&self, failure: Option<super::McpFailure>) {
+        *lock(&self.shared.mcp_failure) = failure;
+    }
+
+    /// `cacheReadInputTokens` and `cacheWriteInputTokens` of the `metadataEvent`.
+    pub fn set_cache_tokens(&self, read: u64, write: u64) {
+        lock(&self.shared.knobs).cache_tokens = (read, write);
+    }
+
     /// Bodies above this get `400 Input is too long.`.
     pub fn set_max_body_bytes(&self, max: usize) {
         lock(&self.shared.knobs).max_body_bytes = max;
@@ -223,7 +256,9 @@ impl SimUpstream {
             usage_limits: get(&c.usage_limits),
             list_models: get(&c.list_models),
             health: get(&c.health),
+            mcp: get(&c.mcp),
             unknown: get(&c.unknown),
+            searches: get(&c.searches),
             in_flight: get(&c.in_flight),
             streams_started: get(&c.streams_started),
             streams_completed: get(&c.streams_completed),

@@ -15,8 +15,10 @@
 //! | `POST /refreshToken` | social refresh: `{"refreshToken"}` → `{"accessToken","refreshToken","profileArn","expiresIn"}` |
 //! | `POST /token` | IdC refresh: `{"clientId","clientSecret","refreshToken","grantType":"refresh_token"}` → `{"accessToken","refreshToken","expiresIn","tokenType":"Bearer"}` |
 //! | `GET /getUsageLimits` | bearer required; the protocol notes' §7.1 JSON, usage = streams this sim served |
-//! | `GET /ListAvailableModels` | bearer required; the known dotted model ids |
+//! | `GET /ListAvailableModels` | bearer required; the dotted model ids of the sim's [`SimTier`] (free: no Opus) |
+//! | `POST /mcp` | bearer required; JSON-RPC `tools/call web_search` with canned results (see `mcp.rs`) |
 //! | `GET /health` | `200 {"status":"ok"}`, no auth |
+//! | `POST /client/register`, `POST /device_authorization`, `POST /token` (device-code grant), `GET /device` | the SSO-OIDC Builder ID login (`oidc.rs`) |
 //!
 //! A refresh revokes every access token issued before it for the same login; the old refresh
 //! token stays usable (a client can lose a write-back race), and a new one is returned.
@@ -40,7 +42,7 @@
 //! [`ErrorKind`]s apply where (a kind that does not apply to an endpoint leaves it answering
 //! normally):
 //!
-//! | kind | generate | getUsageLimits, ListAvailableModels | health | refresh endpoints |
+//! | kind | generate | getUsageLimits, ListAvailableModels, mcp | health | refresh endpoints |
 //! |---|---|---|---|---|
 //! | `Status500`, `Throttle429`, `Hang` | yes | yes | yes | no |
 //! | `Forbidden403` | yes | yes | no (no auth there) | no |
@@ -65,10 +67,12 @@
 //! | `scripted.rs` | the frames of each scenario, and the stream faults |
 //! | `guard.rs` | the common start of the small JSON endpoints; `/health`; the 404 |
 //! | `usage.rs`, `models.rs` | `getUsageLimits`; the known models and `ListAvailableModels` |
+//! | `mcp.rs`, `websearch_model.rs` | `/mcp` (web search); how the simulated model uses a search tool |
 //! | `errors.rs` | AWS and OAuth error answers |
 //! | `listener.rs` | the listener and connections that can be cut (down/up) |
 //! | `handle.rs` | [`SimUpstream`]: start, knobs, power, logins, counters |
 //! | `token_files.rs` | Kiro IDE token files for issued logins |
+//! | `oidc.rs` | the SSO-OIDC device-code login: client registration, device authorization, the device-code grant of `/token`, the approval page |
 //!
 //! A new endpoint: its handler in a file of its own (named by what it does; start it with
 //! `guard::guarded` when it sits behind the Q service's auth and faults), one line in
@@ -81,20 +85,25 @@ mod errors;
 mod guard;
 mod handle;
 mod listener;
+mod mcp;
 mod models;
+mod oidc;
 mod options;
 mod scripted;
 mod state;
 mod token_files;
 mod usage;
+mod websearch_model;
 
 #[cfg(test)]
 mod tests;
 
 pub use auth::{SimCredentials, SimIdcCredentials};
 pub use handle::SimUpstream;
+pub use mcp::{McpFailure, RESULTS_PER_QUERY, canned_results};
 pub use models::KNOWN_MODEL_IDS;
-pub use options::{Endpoint, ErrorKind, Scenario, SimOptions};
+pub use oidc::{DEVICE_CODE_GRANT, DeviceFlow, OidcStats};
+pub use options::{Endpoint, ErrorKind, Scenario, SimOptions, SimTier};
 pub use state::{RecordedRequest, SimStats};
 pub use token_files::{write_idc_token_file, write_social_token_file};
 
@@ -128,6 +137,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/getUsageLimits", get(usage::usage_limits))
         .route("/ListAvailableModels", get(models::list_models))
         .route("/health", get(guard::health))
+        .route("/mcp", post(mcp::handle))
+        .merge(oidc::routes())
         .fallback(guard::not_found)
         // The sim applies its own size rule (`max_body_bytes`, answered like Kiro does).
         .layer(DefaultBodyLimit::disable())

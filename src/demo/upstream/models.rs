@@ -52,7 +52,7 @@ pub(super) async fn list_models(
         .iter()
         .copied()
         .chain(sim.fixed.extra_models.iter().map(String::as_str))
-        .filter(|id| !id.contains('_'))
+        .filter(|id| !id.contains('_') && sim.fixed.tier.lists(id))
         .map(|id| {
             json!({
                 "modelId": id,

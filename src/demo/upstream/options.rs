@@ -26,6 +26,9 @@ pub enum ErrorKind {
     /// The connection is accepted and the request read, but no answer ever comes (until the sim
     /// goes down or shuts down, which resets the connection).
     Hang,
+    /// An unexpected client-error status (404, 409, 413, 422, 431, 451, …) with an AWS-shaped
+    /// body, as a misconfigured endpoint or gateway answers. Not part of [`ErrorKind::ALL`].
+    ClientStatus(u16),
 }
 
 impl ErrorKind {
@@ -52,6 +55,7 @@ impl ErrorKind {
             ErrorKind::CutStream => "stream cut mid-frame",
             ErrorKind::CorruptFrame => "corrupt frame",
             ErrorKind::Hang => "hang",
+            ErrorKind::ClientStatus(_) => "4xx client status",
         }
     }
 
@@ -59,7 +63,7 @@ impl ErrorKind {
     pub fn applies_to(self, endpoint: Endpoint) -> bool {
         match endpoint {
             Endpoint::Generate => true,
-            Endpoint::UsageLimits | Endpoint::ListModels => {
+            Endpoint::UsageLimits | Endpoint::ListModels | Endpoint::Mcp => {
                 matches!(
                     self,
                     ErrorKind::Status500 | ErrorKind::Throttle429 | ErrorKind::Hang | ErrorKind::Forbidden403
@@ -193,6 +197,8 @@ pub enum Endpoint {
     ListModels,
     /// `GET /health`.
     Health,
+    /// `POST /mcp` (web search).
+    Mcp,
     /// Anything else (answered 404).
     Unknown,
 }
@@ -238,6 +244,39 @@ pub struct SimOptions {
     pub accept_any_token: bool,
     /// Model ids accepted in addition to [`KNOWN_MODEL_IDS`].
     pub extra_models: Vec<String>,
+    /// The account's subscription: decides the `ListAvailableModels` answer and the title in
+    /// `getUsageLimits`.
+    pub tier: SimTier,
+    /// `cacheReadInputTokens` / `cacheWriteInputTokens` of the `metadataEvent` (when on).
+    pub cache_tokens: (u64, u64),
+}
+
+/// A Kiro subscription tier, as `getUsageLimits` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimTier {
+    /// `KIRO FREE`: no Opus models (removed from the free tier in January 2026).
+    Free,
+    /// `KIRO PRO`: every model (the default).
+    #[default]
+    Pro,
+    /// `KIRO PRO+`: every model.
+    ProPlus,
+}
+
+impl SimTier {
+    /// `subscriptionInfo.subscriptionTitle`.
+    pub fn title(self) -> &'static str {
+        match self {
+            SimTier::Free => "KIRO FREE",
+            SimTier::Pro => "KIRO PRO",
+            SimTier::ProPlus => "KIRO PRO+",
+        }
+    }
+
+    /// Whether `ListAvailableModels` lists `model_id` for this tier.
+    pub fn lists(self, model_id: &str) -> bool {
+        self != SimTier::Free || !model_id.contains("opus")
+    }
 }
 
 impl Default for SimOptions {
@@ -261,6 +300,8 @@ impl Default for SimOptions {
             enforce_usage_limit: false,
             accept_any_token: false,
             extra_models: Vec::new(),
+            tier: SimTier::Pro,
+            cache_tokens: (0, 0),
         }
     }
 }

@@ -5,6 +5,7 @@
 use super::chat::{Plan, RequestView};
 use super::options::Scenario;
 use super::state::{Knobs, Shared};
+use super::websearch_model;
 use crate::providers::codewhisperer::frame::{encode_event, encode_exception};
 use crate::providers::codewhisperer::models;
 use axum::body::Bytes;
@@ -193,6 +194,18 @@ impl<'s> Script<'s> {
                 self.text(&text);
                 return;
             }
+            Plan::WebSearch => {
+                let query = websearch_model::query(view).unwrap_or_default();
+                self.text("I'll search the web for that.");
+                let tool = websearch_model::tool_name(view).unwrap_or(websearch_model::TOOL_NAME);
+                self.tool(tool, &json!({"query": query}), 2);
+                return;
+            }
+            Plan::SearchSummary => {
+                let text = websearch_model::summary(view).unwrap_or_default();
+                self.text(&text);
+                return;
+            }
             Plan::Scenario(s) => s,
         };
         match scenario {
@@ -267,6 +280,9 @@ impl<'s> Script<'s> {
         });
         let credits = ((0.01 + output_tokens as f64 * 0.0001) * 1e6).round() / 1e6;
         self.event("meteringEvent", &json!({"unit": "credit", "unitPlural": "credits", "usage": credits}));
+        if let Some(a) = super::state::lock(&self.sim.account).as_mut() {
+            a.charge(credits);
+        }
         self.event("contextUsageEvent", &json!({"contextUsagePercentage": percentage}));
         if knobs.metadata_event {
             self.event(
@@ -274,9 +290,9 @@ impl<'s> Script<'s> {
                 &json!({"tokenUsage": {
                     "uncachedInputTokens": input_tokens,
                     "outputTokens": output_tokens,
-                    "totalTokens": input_tokens + output_tokens,
-                    "cacheReadInputTokens": 0,
-                    "cacheWriteInputTokens": 0,
+                    "totalTokens": input_tokens + output_tokens + knobs.cache_tokens.0 + knobs.cache_tokens.1,
+                    "cacheReadInputTokens": knobs.cache_tokens.0,
+                    "cacheWriteInputTokens": knobs.cache_tokens.1,
                 }}),
             );
         }

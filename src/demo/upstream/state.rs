@@ -30,7 +30,10 @@ pub struct SimStats {
     pub usage_limits: u64,
     pub list_models: u64,
     pub health: u64,
+    pub mcp: u64,
     pub unknown: u64,
+    /// Web searches answered with results by `/mcp`.
+    pub searches: u64,
     /// Chat requests being handled now (from arrival until the streamed body ends or is dropped).
     pub in_flight: u64,
     /// Chat requests answered 200 with a stream.
@@ -55,6 +58,7 @@ impl SimStats {
             Endpoint::UsageLimits => self.usage_limits,
             Endpoint::ListModels => self.list_models,
             Endpoint::Health => self.health,
+            Endpoint::Mcp => self.mcp,
             Endpoint::Unknown => self.unknown,
         }
     }
@@ -112,6 +116,7 @@ pub(super) struct Knobs {
     pub(super) context_usage: Option<f64>,
     pub(super) metadata_event: bool,
     pub(super) max_body_bytes: usize,
+    pub(super) cache_tokens: (u64, u64),
 }
 
 /// Settings fixed at start.
@@ -125,6 +130,7 @@ pub(super) struct Fixed {
     pub(super) accept_any_token: bool,
     pub(super) extra_models: Vec<String>,
     pub(super) seed: u64,
+    pub(super) tier: super::SimTier,
 }
 
 #[derive(Debug)]
@@ -145,7 +151,9 @@ pub(super) struct Counters {
     pub(super) usage_limits: AtomicU64,
     pub(super) list_models: AtomicU64,
     pub(super) health: AtomicU64,
+    pub(super) mcp: AtomicU64,
     pub(super) unknown: AtomicU64,
+    pub(super) searches: AtomicU64,
     pub(super) in_flight: AtomicU64,
     pub(super) streams_started: AtomicU64,
     pub(super) streams_completed: AtomicU64,
@@ -173,9 +181,14 @@ pub(super) struct Shared {
     pub(super) counters: Counters,
     pub(super) last: Mutex<LastRequests>,
     pub(super) last_rejection: Mutex<Option<String>>,
+    pub(super) mcp_failure: Mutex<Option<super::McpFailure>>,
     pub(super) power: watch::Sender<Power>,
     /// `Some(epoch)` while a listener of that epoch accepts connections.
     pub(super) listening: watch::Sender<Option<u64>>,
+    /// The simulated account's credits, when set (see [`crate::demo::account`]).
+    pub(super) account: Mutex<Option<crate::demo::account::SimAccount>>,
+    /// The simulated SSO-OIDC device login (`oidc.rs`).
+    pub(super) oidc: super::oidc::OidcState,
 }
 
 /// Lock a mutex, ignoring poisoning: the sim's state stays usable after a panicking test thread.
@@ -214,6 +227,7 @@ impl Shared {
             Endpoint::UsageLimits => &c.usage_limits,
             Endpoint::ListModels => &c.list_models,
             Endpoint::Health => &c.health,
+            Endpoint::Mcp => &c.mcp,
             Endpoint::Unknown => &c.unknown,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -334,6 +348,11 @@ impl Shared {
                 StatusCode::BAD_REQUEST,
                 "ThrottlingException",
                 json!({"message": "I am experiencing high traffic, please try again shortly.", "reason": "INSUFFICIENT_MODEL_CAPACITY"}),
+            ),
+            ErrorKind::ClientStatus(code) => aws_error(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::NOT_FOUND),
+                "ResourceNotFoundException",
+                json!({"message": format!("simulated {code}"), "reason": null}),
             ),
             ErrorKind::CutStream | ErrorKind::CorruptFrame | ErrorKind::Hang => return None,
         })

@@ -676,7 +676,7 @@ async fn usage_limits_models_and_health() {
     assert_eq!(client.get(&url).send().await.expect("sent").status(), 403, "bearer required");
     let usage: Value =
         client.get(&url).bearer_auth(&token).send().await.expect("sent").json().await.expect("json");
-    assert_eq!(usage["subscriptionInfo"]["subscriptionTitle"], "KIRO FREE");
+    assert_eq!(usage["subscriptionInfo"]["subscriptionTitle"], "KIRO PRO");
     let entry = &usage["usageBreakdownList"][0];
     assert_eq!(entry["resourceType"], "AGENTIC_REQUEST");
     assert_eq!(entry["currentUsage"], 2);

@@ -6,8 +6,26 @@ use super::decode::{Body, EventStream};
 use super::error::{UpstreamError, UpstreamErrorKind};
 use super::event::KiroEvent;
 use super::translate::{MessageAggregator, ResponseOptions, SseTranslator, new_message_id};
+use crate::anthropic::ApiError;
 use bytes::{Bytes, BytesMut};
 use std::time::Duration;
+
+/// What an answer told about the account that served it, reported as it arrives (the handler
+/// passes it on to the balancer's lease). New account facts from the upstream go here.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Report {
+    /// A `meteringEvent`: the credits this answer cost the account.
+    Metered { credits: f64 },
+}
+
+/// The report an event carries, if any.
+fn report_of(event: &KiroEvent) -> Option<Report> {
+    match event {
+        KiroEvent::Metering { credits } => Some(Report::Metered { credits: *credits }),
+        _ => None,
+    }
+}
 
 /// Keep-alive `ping` interval while an answer streams (protocol notes §5.5).
 pub const PING_INTERVAL: Duration = Duration::from_secs(25);
@@ -24,16 +42,16 @@ impl Answer {
     /// Waits for the first event of `events`. An answer that ends or breaks before any event is
     /// an error.
     pub(crate) async fn start(
-        mut events: EventStream,
+        events: EventStream,
         options: ResponseOptions,
     ) -> Result<Answer, UpstreamError> {
-        match events.next_event().await? {
-            Some(first) => Ok(Answer { first, events, options }),
-            None => Err(UpstreamError::new(
-                UpstreamErrorKind::Protocol,
-                "upstream ended the answer before any event",
-            )),
-        }
+        let (first, events) = events.first_event().await?;
+        Ok(Answer { first, events, options })
+    }
+
+    /// An answer whose first event has already been read.
+    pub(crate) fn new(first: KiroEvent, events: EventStream, options: ResponseOptions) -> Answer {
+        Answer { first, events, options }
     }
 
     /// An answer read from any byte stream (the proxy's comes from the HTTP client): how the
@@ -47,11 +65,18 @@ impl Answer {
     }
 
     /// Collects the whole answer into one Anthropic message (non-streaming requests). An upstream
-    /// failure part-way through is an error: nothing has reached the client yet.
-    pub async fn collect(mut self) -> Result<serde_json::Value, UpstreamError> {
+    /// failure part-way through is an error: nothing has reached the client yet. `report` hears
+    /// about the account as events arrive, failure or not.
+    pub async fn collect(
+        mut self,
+        mut report: impl FnMut(Report),
+    ) -> Result<serde_json::Value, UpstreamError> {
         let mut message = MessageAggregator::new(self.options, new_message_id());
         let mut next = Some(self.first);
         while let Some(event) = next {
+            if let Some(r) = report_of(&event) {
+                report(r);
+            }
             message.on_event(event).map_err(|e| {
                 UpstreamError::new(UpstreamErrorKind::Protocol, format!("upstream failed: {}", e.message))
             })?;
@@ -102,11 +127,14 @@ impl SseAnswer {
     /// (one write to the client instead of several); the HTTP client hands over one upstream
     /// chunk (one frame) at a time, so this batches only what is ready, mostly under load. A
     /// `ping` goes out after [`PING_INTERVAL`] without an event.
-    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+    ///
+    /// `report` hears about the account as events arrive. Cancel-safe: a caller may race it
+    /// against a shutdown signal and then [`abort`](SseAnswer::abort).
+    pub async fn next_chunk(&mut self, report: &mut (dyn FnMut(Report) + Send)) -> Option<Bytes> {
         loop {
             if let Some(first) = self.pending_first.take() {
-                self.on_event(first);
-                self.drain_arrived();
+                self.on_event(first, report);
+                self.drain_arrived(report);
             }
             if !self.buf.is_empty() {
                 return Some(self.buf.split().freeze());
@@ -117,8 +145,8 @@ impl SseAnswer {
             match tokio::time::timeout(PING_INTERVAL, self.events.next_event()).await {
                 Err(_) => self.translator.ping(&mut self.buf),
                 Ok(Ok(Some(event))) => {
-                    self.on_event(event);
-                    self.drain_arrived();
+                    self.on_event(event, report);
+                    self.drain_arrived(report);
                 }
                 Ok(Ok(None)) => {
                     self.translator.finish(&mut self.buf);
@@ -127,6 +155,20 @@ impl SseAnswer {
                 Ok(Err(err)) => self.upstream_failed(err),
             }
         }
+    }
+
+    /// Whether [`next_chunk`](SseAnswer::next_chunk) has bytes without waiting for the upstream.
+    pub fn has_ready_output(&self) -> bool {
+        self.pending_first.is_some() || !self.buf.is_empty() || self.translator.is_done()
+    }
+
+    /// Ends the answer for a reason of the proxy's own (shutting down): the open blocks are
+    /// closed and `err` goes out as the `error` event with the next chunk. The upstream's outcome
+    /// stays unknown (`take_outcome` gives `None`).
+    pub fn abort(&mut self, err: &ApiError) {
+        self.pending_first = None;
+        self.translator.fail(err, &mut self.buf);
+        self.outcome = Outcome::Taken;
     }
 
     /// How the upstream did, once: `Some(Ok(()))` after a complete answer, `Some(Err(_))` after a
@@ -150,10 +192,10 @@ impl SseAnswer {
 
     /// Translate the events that have already arrived, without waiting for more (see
     /// [`EventStream::buffered_event`]).
-    fn drain_arrived(&mut self) {
+    fn drain_arrived(&mut self, report: &mut (dyn FnMut(Report) + Send)) {
         while !self.translator.is_done() {
             match self.events.buffered_event() {
-                Ok(Some(event)) => self.on_event(event),
+                Ok(Some(event)) => self.on_event(event, report),
                 Ok(None) => return,
                 Err(err) => {
                     self.upstream_failed(err);
@@ -170,7 +212,10 @@ impl SseAnswer {
         self.end(Err(err));
     }
 
-    fn on_event(&mut self, event: KiroEvent) {
+    fn on_event(&mut self, event: KiroEvent, report: &mut (dyn FnMut(Report) + Send)) {
+        if let Some(r) = report_of(&event) {
+            report(r);
+        }
         if let Err(err) = self.translator.on_event(event, &mut self.buf) {
             // The translator already wrote the error event.
             tracing::warn!("upstream reported a failure mid-stream: {}", err.message);

@@ -6,11 +6,18 @@
 //! timeouts but no whole-request timeout, which would cut long answers. The first-event and
 //! idle timeouts are applied by [`EventStream`](super::decode::EventStream) around each read.
 
+mod json_call;
+
+pub use json_call::JsonCall;
+
 use super::Prepared;
 use super::answer::Answer;
-use super::convert::request_body;
-use super::decode::EventStream;
-use super::error::{UpstreamError, UpstreamErrorKind, classify_status, is_bearer_invalid};
+use super::convert::{Converted, request_body};
+pub(crate) use super::decode::EventStream;
+pub(crate) use super::error::{
+    UpstreamError, UpstreamErrorKind, classify_status, is_bearer_invalid, next_quota_reset,
+};
+use super::event::KiroEvent;
 use super::token::{Credential, TokenManager, TokenStatus, describe_transport};
 use crate::config::{Provider, expand_tilde, ms};
 use futures_util::StreamExt;
@@ -18,6 +25,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod usage;
 
 /// Kiro IDE version imitated in `user-agent` headers (protocol notes §3.2).
 const KIRO_VERSION: &str = "0.11.107";
@@ -101,7 +110,16 @@ impl CodeWhispererClient {
     /// Send one prepared request and wait for the first event. A "bearer token invalid" answer
     /// refreshes the token once and retries.
     pub async fn send(&self, prepared: &Prepared) -> Result<Answer, UpstreamError> {
-        let converted = prepared.converted();
+        let (first, events) = self.send_converted(prepared.converted()).await?;
+        Ok(Answer::new(first, events, prepared.response_options().clone()))
+    }
+
+    /// [`send`](Self::send) for a conversation built by the caller (the web search rounds),
+    /// giving the first event and the rest of the decoded answer.
+    pub(crate) async fn send_converted(
+        &self,
+        converted: &Converted,
+    ) -> Result<(KiroEvent, EventStream), UpstreamError> {
         let started = Instant::now();
         let attempt = async {
             let credential = self.tokens.credential().await.map_err(|e| UpstreamError::from_token(&e))?;
@@ -122,8 +140,7 @@ impl CodeWhispererClient {
                 failed => return Err(failed.classify()),
             };
             let body = response.bytes_stream().map(|chunk| chunk.map_err(|e| broken(&e)));
-            let events = EventStream::new(body.boxed(), self.idle_timeout);
-            Answer::start(events, prepared.response_options().clone()).await
+            EventStream::new(body.boxed(), self.idle_timeout).first_event().await
         };
         match tokio::time::timeout(self.first_byte_timeout, attempt).await {
             Ok(result) => result,
@@ -135,11 +152,7 @@ impl CodeWhispererClient {
     }
 
     /// POST the body once.
-    async fn post(
-        &self,
-        converted: &super::convert::Converted,
-        credential: &Credential,
-    ) -> Result<Posted, UpstreamError> {
+    async fn post(&self, converted: &Converted, credential: &Credential) -> Result<Posted, UpstreamError> {
         let body = request_body(converted, credential.profile_arn.as_deref());
         let url = format!("{}/generateAssistantResponse", self.api_base);
         let request = self

@@ -79,6 +79,17 @@ impl EventStream {
         }
     }
 
+    /// Waits for the first event: an answer that ends before any event is an error.
+    pub(crate) async fn first_event(mut self) -> Result<(KiroEvent, EventStream), UpstreamError> {
+        match self.next_event().await? {
+            Some(first) => Ok((first, self)),
+            None => Err(UpstreamError::new(
+                UpstreamErrorKind::Protocol,
+                "upstream ended the answer before any event",
+            )),
+        }
+    }
+
     /// The next event; `Ok(None)` at a clean end of the answer.
     pub async fn next_event(&mut self) -> Result<Option<KiroEvent>, UpstreamError> {
         loop {

@@ -30,8 +30,15 @@ pub enum UpstreamErrorKind {
     Auth,
     /// 403 account suspended.
     Suspended,
+    /// The token refresh was refused (`invalid_grant`, 4xx): the account needs a new login.
+    LoginExpired,
     /// 5xx.
     Server(u16),
+    /// 413 from the upstream: the request is too large. Never retried.
+    TooLarge,
+    /// Any other 4xx (404, 409, 422, 431, 451, …): not the request's fault but the account's or
+    /// the endpoint's, so the request fails over and the provider is charged with it.
+    Rejected(u16),
     /// A corrupt frame, a cut stream, an upstream exception event.
     Protocol,
 }
@@ -57,6 +64,7 @@ impl UpstreamError {
             UpstreamErrorKind::Validation
                 | UpstreamErrorKind::ContextTooLong
                 | UpstreamErrorKind::InvalidModel
+                | UpstreamErrorKind::TooLarge
         )
     }
 
@@ -67,13 +75,18 @@ impl UpstreamError {
             K::Connect => FailureKind::Connect,
             K::Timeout => FailureKind::Timeout,
             K::Server(code) => FailureKind::Status5xx(*code),
+            K::Rejected(code) => FailureKind::Status4xx(*code),
             K::Throttled { retry_after } => FailureKind::RateLimited { retry_after: *retry_after },
             K::Capacity => FailureKind::RateLimited { retry_after: Some(Duration::from_secs(10)) },
             K::QuotaExhausted => FailureKind::QuotaExhausted {
                 until: Some(tokio::time::Instant::now() + until_quota_reset(chrono::Utc::now())),
             },
-            K::Auth | K::Suspended => FailureKind::Auth,
-            K::Protocol | K::Validation | K::ContextTooLong | K::InvalidModel => FailureKind::Protocol,
+            K::Auth => FailureKind::Auth,
+            K::Suspended => FailureKind::Suspended,
+            K::LoginExpired => FailureKind::NeedsLogin,
+            K::Protocol | K::Validation | K::ContextTooLong | K::InvalidModel | K::TooLarge => {
+                FailureKind::Protocol
+            }
         }
     }
 
@@ -97,9 +110,13 @@ impl UpstreamError {
                 .with_retry_after(Duration::from_secs(10)),
             K::QuotaExhausted => ApiError::new(ErrorKind::RateLimitError, self.message.clone())
                 .with_retry_after(Duration::from_secs(3600)),
-            K::Auth => ApiError::new(ErrorKind::AuthenticationError, self.message.clone()),
+            K::Auth | K::LoginExpired => ApiError::new(ErrorKind::AuthenticationError, self.message.clone()),
             K::Suspended => ApiError::new(ErrorKind::PermissionError, self.message.clone()),
-            K::Connect | K::Server(_) | K::Protocol => {
+            K::TooLarge => ApiError::new(
+                ErrorKind::RequestTooLarge,
+                format!("upstream refused the request as too large: {}", self.message),
+            ),
+            K::Connect | K::Server(_) | K::Rejected(_) | K::Protocol => {
                 ApiError::new(ErrorKind::ApiError, self.message.clone())
             }
             K::Timeout => ApiError::new(ErrorKind::ApiError, self.message.clone())
@@ -108,7 +125,11 @@ impl UpstreamError {
     }
 
     pub(super) fn from_token(e: &TokenError) -> Self {
-        UpstreamError::new(UpstreamErrorKind::Auth, format!("no usable token: {e}"))
+        let kind = match e {
+            TokenError::Rejected { .. } => UpstreamErrorKind::LoginExpired,
+            _ => UpstreamErrorKind::Auth,
+        };
+        UpstreamError::new(kind, format!("no usable token: {e}"))
     }
 }
 
@@ -141,8 +162,12 @@ pub fn classify_status(status: u16, body: &str, retry_after: Option<Duration>) -
         K::Timeout
     } else if status >= 500 {
         K::Server(status)
-    } else {
+    } else if status == 413 {
+        K::TooLarge
+    } else if status == 400 {
         K::Validation
+    } else {
+        K::Rejected(status)
     };
     UpstreamError::new(kind, format!("upstream answered {status}: {reason}"))
 }
@@ -209,6 +234,12 @@ mod tests {
                 K::QuotaExhausted,
             ),
             (400, r#"{"message":"x","reason":"INVALID_MODEL_ID"}"#, K::InvalidModel),
+            (413, r#"{"message":"Request entity too large"}"#, K::TooLarge),
+            (404, r#"{"message":"not found"}"#, K::Rejected(404)),
+            (409, r#"{"message":"conflict"}"#, K::Rejected(409)),
+            (422, "", K::Rejected(422)),
+            (431, "", K::Rejected(431)),
+            (451, "", K::Rejected(451)),
             (429, r#"{"message":"Too many requests"}"#, K::Throttled { retry_after: None }),
             (403, r#"{"message":"The bearer token included in the request is invalid."}"#, K::Auth),
             (403, r#"{"message":"Your account temporarily is suspended"}"#, K::Suspended),
@@ -265,7 +296,9 @@ mod tests {
             kind(UpstreamErrorKind::Capacity),
             FailureKind::RateLimited { retry_after: Some(Duration::from_secs(10)) }
         );
-        assert_eq!(kind(UpstreamErrorKind::Suspended), FailureKind::Auth);
+        assert_eq!(kind(UpstreamErrorKind::Suspended), FailureKind::Suspended);
+        assert_eq!(kind(UpstreamErrorKind::LoginExpired), FailureKind::NeedsLogin);
+        assert_eq!(kind(UpstreamErrorKind::Rejected(404)), FailureKind::Status4xx(404));
         assert_eq!(kind(UpstreamErrorKind::Validation), FailureKind::Protocol);
         let FailureKind::QuotaExhausted { until: Some(until) } = kind(UpstreamErrorKind::QuotaExhausted)
         else {

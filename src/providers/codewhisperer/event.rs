@@ -21,8 +21,14 @@ pub enum KiroEvent {
     Reasoning { text: String, signature: Option<String> },
     /// `contextUsageEvent`: how full the context window is, 0–100 (can exceed 100).
     ContextUsage { percentage: f64 },
-    /// `metadataEvent.tokenUsage`. `input_tokens` = uncached + cache-read input tokens.
+    /// `metadataEvent.tokenUsage`, in Anthropic's terms: `input_tokens` is the uncached input
+    /// (`uncachedInputTokens`), cache reads and writes are counted apart.
     Usage { input_tokens: u64, output_tokens: u64, cache_read: u64, cache_write: u64 },
+    /// `meteringEvent`: the credits this answer cost the account (protocol notes §7.6).
+    Metering { credits: f64 },
+    /// A `stopReason` Kiro reported (`MAX_TOKENS`, `CONTENT_FILTERED`, …), on
+    /// `messageMetadataEvent`, `metadataEvent` or a content-less `assistantResponseEvent`.
+    StopReason(String),
     /// An exception frame (`:message-type` = `exception`), e.g. `ContentLengthExceededException`.
     Exception { kind: String, message: String },
     /// An error frame (`:message-type` = `error`).
@@ -45,9 +51,19 @@ pub enum EventError {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ContentPayload {
     #[serde(default)]
     content: Option<String>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StopReasonPayload {
+    #[serde(default)]
+    stop_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +98,8 @@ struct ContextUsagePayload {
 struct MetadataPayload {
     #[serde(default)]
     token_usage: Option<TokenUsage>,
+    #[serde(default)]
+    stop_reason: Option<String>,
 }
 
 /// Counts are read as floats so that `12.0` does not fail a whole response.
@@ -96,6 +114,12 @@ struct TokenUsage {
     cache_read_input_tokens: Option<f64>,
     #[serde(default)]
     cache_write_input_tokens: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct MeteringPayload {
+    #[serde(default)]
+    usage: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -133,8 +157,16 @@ pub fn parse_frame(frame: &Frame) -> Result<KiroEvent, EventError> {
 
 fn parse_event(event: &str, payload: &[u8]) -> Result<KiroEvent, EventError> {
     Ok(match event {
-        "assistantResponseEvent" | "codeEvent" => match decode::<ContentPayload>(event, payload)?.content {
-            Some(text) => KiroEvent::Text(text),
+        "assistantResponseEvent" | "codeEvent" => {
+            let p = decode::<ContentPayload>(event, payload)?;
+            match (p.content, p.stop_reason) {
+                (Some(text), _) => KiroEvent::Text(text),
+                (None, Some(reason)) => KiroEvent::StopReason(reason),
+                (None, None) => KiroEvent::Ignored(event.to_owned()),
+            }
+        }
+        "messageMetadataEvent" => match decode::<StopReasonPayload>(event, payload)?.stop_reason {
+            Some(reason) => KiroEvent::StopReason(reason),
             None => KiroEvent::Ignored(event.to_owned()),
         },
         "toolUseEvent" => {
@@ -155,17 +187,23 @@ fn parse_event(event: &str, payload: &[u8]) -> Result<KiroEvent, EventError> {
             let p: ContextUsagePayload = decode(event, payload)?;
             KiroEvent::ContextUsage { percentage: p.context_usage_percentage }
         }
-        "metadataEvent" => match decode::<MetadataPayload>(event, payload)?.token_usage {
-            Some(u) => {
-                let cache_read = count(u.cache_read_input_tokens);
-                KiroEvent::Usage {
-                    input_tokens: count(u.uncached_input_tokens).saturating_add(cache_read),
+        "metadataEvent" => {
+            let p = decode::<MetadataPayload>(event, payload)?;
+            match (p.token_usage, p.stop_reason) {
+                (Some(u), _) => KiroEvent::Usage {
+                    input_tokens: count(u.uncached_input_tokens),
                     output_tokens: count(u.output_tokens),
-                    cache_read,
+                    cache_read: count(u.cache_read_input_tokens),
                     cache_write: count(u.cache_write_input_tokens),
-                }
+                },
+                (None, Some(reason)) => KiroEvent::StopReason(reason),
+                (None, None) => KiroEvent::Ignored(event.to_owned()),
             }
-            None => KiroEvent::Ignored(event.to_owned()),
+        }
+        // Metering never fails an answer: a payload without a usable number is ignored.
+        "meteringEvent" => match decode::<MeteringPayload>(event, payload).ok().and_then(|p| p.usage) {
+            Some(credits) if credits.is_finite() && credits >= 0.0 => KiroEvent::Metering { credits },
+            _ => KiroEvent::Ignored(event.to_owned()),
         },
         "invalidStateEvent" => {
             let p: InvalidStatePayload = decode(event, payload)?;
@@ -302,7 +340,7 @@ mod tests {
                 "metadataEvent",
                 r#"{"tokenUsage":{"uncachedInputTokens":100,"outputTokens":20,"totalTokens":1120,"cacheReadInputTokens":1000,"cacheWriteInputTokens":5}}"#
             ),
-            KiroEvent::Usage { input_tokens: 1100, output_tokens: 20, cache_read: 1000, cache_write: 5 }
+            KiroEvent::Usage { input_tokens: 100, output_tokens: 20, cache_read: 1000, cache_write: 5 }
         );
         assert_eq!(event("metadataEvent", r#"{}"#), KiroEvent::Ignored("metadataEvent".into()));
     }
@@ -335,15 +373,26 @@ mod tests {
     }
 
     #[test]
-    fn metering_and_unknown_events_are_ignored() {
+    fn metering_is_read_and_unknown_events_are_ignored() {
         assert_eq!(
             event("meteringEvent", r#"{"unit":"credit","unitPlural":"credits","usage":0.17618616013267}"#),
-            KiroEvent::Ignored("meteringEvent".into())
+            KiroEvent::Metering { credits: 0.17618616013267 }
         );
+        for bad in [r#"{"usage":"x"}"#, r#"{"usage":-1}"#, "{}", "nope"] {
+            assert_eq!(event("meteringEvent", bad), KiroEvent::Ignored("meteringEvent".into()), "{bad}");
+        }
         assert_eq!(event("brandNewEvent", "garbage"), KiroEvent::Ignored("brandNewEvent".into()));
         assert_eq!(
             event("messageMetadataEvent", r#"{"conversationId":"c"}"#),
             KiroEvent::Ignored("messageMetadataEvent".into())
+        );
+        assert_eq!(
+            event("messageMetadataEvent", r#"{"conversationId":"c","stopReason":"CONTENT_FILTERED"}"#),
+            KiroEvent::StopReason("CONTENT_FILTERED".into())
+        );
+        assert_eq!(
+            event("assistantResponseEvent", r#"{"stopReason":"MAX_TOKENS"}"#),
+            KiroEvent::StopReason("MAX_TOKENS".into())
         );
     }
 

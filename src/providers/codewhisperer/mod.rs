@@ -26,17 +26,21 @@ mod decode;
 mod error;
 pub(crate) mod event;
 pub(crate) mod frame;
+pub(crate) mod mcp;
+pub mod model_list;
 pub(crate) mod models;
 pub(crate) mod token;
 mod translate;
+pub mod websearch;
 
-pub use answer::{Answer, PING_INTERVAL, SseAnswer};
+pub use answer::{Answer, PING_INTERVAL, Report, SseAnswer};
 pub use client::{CodeWhispererClient, HttpClients};
 pub use convert::Converted;
 pub use error::{UpstreamError, UpstreamErrorKind, next_quota_reset, until_quota_reset};
 pub use event::KiroEvent;
 pub use token::TokenStatus;
 pub use translate::ResponseOptions;
+pub(crate) use translate::{kiro_stop_reason, new_message_id};
 
 use crate::anthropic::ApiError;
 use crate::anthropic::types::MessagesRequest;

@@ -9,6 +9,7 @@
 //!   rename) with mode 0600; every other field of the file is kept.
 //! - Tokens never appear in errors or logs: messages name the file and the failure only.
 
+use crate::fsio::{ReadError, TOKEN_FILE_CAP, read_text_capped};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -140,7 +141,7 @@ impl TokenManager {
     }
 
     async fn credential_inner(&self) -> Result<Arc<Credential>, TokenError> {
-        let current = self.current()?;
+        let current = self.current().await?;
         if !current.needs_refresh(Utc::now()) {
             return Ok(current);
         }
@@ -163,7 +164,7 @@ impl TokenManager {
         still_needed: impl Fn(&Credential) -> bool,
     ) -> Result<Arc<Credential>, TokenError> {
         let _one_at_a_time = self.refresh_lock.lock().await;
-        let current = self.current()?;
+        let current = self.current().await?;
         if !still_needed(&current) {
             return Ok(current);
         }
@@ -175,23 +176,27 @@ impl TokenManager {
         Ok(fresh)
     }
 
-    /// The loaded credential, re-reading the file when it changed on disk.
-    fn current(&self) -> Result<Arc<Credential>, TokenError> {
+    /// The loaded credential, re-reading the file when it changed on disk. The read runs on a
+    /// blocking thread and no lock is held across it.
+    async fn current(&self) -> Result<Arc<Credential>, TokenError> {
         let stamp = file_stamp(&self.path);
-        let mut guard =
-            self.loaded.lock().map_err(|_| TokenError::RefreshFailed("token state poisoned".into()))?;
-        if let Some(loaded) = guard.as_ref()
+        if let Some(loaded) = self.loaded.lock().map_err(|_| poisoned())?.as_ref()
             && loaded.stamp == stamp
             && stamp.is_some()
         {
             return Ok(loaded.credential.clone());
         }
-        let (credential, raw) = read_token_file(&self.path)?;
+        let path = self.path.clone();
+        let (credential, raw) =
+            tokio::task::spawn_blocking(move || read_token_file(&path)).await.map_err(|e| {
+                TokenError::Unreadable { file: self.path.display().to_string(), reason: e.to_string() }
+            })??;
         let credential = Arc::new(credential);
         if let Ok(mut s) = self.status.lock() {
             s.expires_at = credential.expires_at;
         }
-        *guard = Some(Loaded { credential: credential.clone(), raw, stamp });
+        *self.loaded.lock().map_err(|_| poisoned())? =
+            Some(Loaded { credential: credential.clone(), raw, stamp });
         Ok(credential)
     }
 
@@ -245,9 +250,8 @@ impl TokenManager {
         let expires_in = answer.get("expiresIn").and_then(Value::as_i64).unwrap_or(3600).max(60);
         let expires_at = Utc::now() + chrono::Duration::seconds(expires_in);
 
-        let mut guard =
-            self.loaded.lock().map_err(|_| TokenError::RefreshFailed("token state poisoned".into()))?;
-        let mut raw = guard.as_ref().map(|l| l.raw.clone()).unwrap_or_default();
+        let mut raw =
+            self.loaded.lock().map_err(|_| poisoned())?.as_ref().map(|l| l.raw.clone()).unwrap_or_default();
         raw.insert("accessToken".into(), Value::String(access.to_string()));
         if let Some(r) = answer.get("refreshToken").and_then(Value::as_str).filter(|s| !s.is_empty()) {
             raw.insert("refreshToken".into(), Value::String(r.to_string()));
@@ -259,13 +263,28 @@ impl TokenManager {
             "expiresAt".into(),
             Value::String(expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         );
-        write_atomically(&self.path, &raw)?;
-        let (credential, raw) = credential_from(&self.path, raw)?;
+        // Written (and the registration file re-read) on a blocking thread, no lock held.
+        let path = self.path.clone();
+        let (credential, raw, stamp) = tokio::task::spawn_blocking(move || {
+            write_atomically(&path, &raw)?;
+            let (credential, raw) = credential_from(&path, raw)?;
+            Ok::<_, TokenError>((credential, raw, file_stamp(&path)))
+        })
+        .await
+        .map_err(|e| TokenError::WriteBack {
+            file: self.path.display().to_string(),
+            reason: e.to_string(),
+        })??;
         let credential = Arc::new(credential);
-        *guard = Some(Loaded { credential: credential.clone(), raw, stamp: file_stamp(&self.path) });
+        *self.loaded.lock().map_err(|_| poisoned())? =
+            Some(Loaded { credential: credential.clone(), raw, stamp });
         tracing::info!(file = %self.path.display(), expires_at = %expires_at, "token refreshed");
         Ok(credential)
     }
+}
+
+fn poisoned() -> TokenError {
+    TokenError::RefreshFailed("token state poisoned".into())
 }
 
 /// A short description of a transport error (no URL: the caller names the endpoint).
@@ -304,9 +323,9 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
 /// Read and interpret a Kiro token file (and, for IdC, its `<clientIdHash>.json` registration).
 pub fn read_token_file(path: &Path) -> Result<(Credential, Map<String, Value>), TokenError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => TokenError::Missing(file.clone()),
-        _ => TokenError::Unreadable { file: file.clone(), reason: e.to_string() },
+    let text = read_text_capped(path, TOKEN_FILE_CAP).map_err(|e| match e {
+        ReadError::NotFound => TokenError::Missing(file.clone()),
+        e => TokenError::Unreadable { file: file.clone(), reason: e.to_string() },
     })?;
     let raw: Map<String, Value> = match serde_json::from_str(&text) {
         Ok(Value::Object(map)) => map,
@@ -363,11 +382,12 @@ fn credential_from(
 }
 
 fn read_registration(path: &Path) -> Option<(String, String)> {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let v: Value = serde_json::from_str(&read_text_capped(path, TOKEN_FILE_CAP).ok()?).ok()?;
     Some((v.get("clientId")?.as_str()?.to_string(), v.get("clientSecret")?.as_str()?.to_string()))
 }
 
-/// Write JSON to `path` atomically (temp file in the same directory, then rename), mode 0600.
+/// Write JSON to `path` atomically (temp file beside the file, then rename; through a symlink to
+/// its target, so the link stays a link), mode 0600.
 pub fn write_atomically(path: &Path, map: &Map<String, Value>) -> Result<(), TokenError> {
     let fail = |reason: String| TokenError::WriteBack { file: path.display().to_string(), reason };
     let text = serde_json::to_vec_pretty(map).map_err(|e| fail(e.to_string()))?;

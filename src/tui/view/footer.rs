@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 /// Draw the footer in `area` (one row).
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let ctx = app.key_context();
     let entries: Vec<(&str, &str)> = keymap::footer(ctx).copied().collect();
     let line = footer_line(&entries, keymap::footer_tail(ctx), usize::from(area.width));

@@ -11,10 +11,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 /// Rows the header takes.
-pub const HEIGHT: u16 = 3;
+pub(super) const HEIGHT: u16 = 3;
 
 /// Draw the header in `area`.
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let s = app.snapshot();
     let lines = vec![status_line(s), config_line(s), feedback_line(app)];
     frame.render_widget(Paragraph::new(lines), area);
@@ -99,7 +99,7 @@ fn feedback_line(app: &App) -> Line<'static> {
 }
 
 /// `42s`, `5m07s`, `3h02m05s`, `2d04h`.
-pub fn format_uptime(ms: u64) -> String {
+pub(crate) fn format_uptime(ms: u64) -> String {
     let s = ms / 1000;
     match s {
         0..60 => format!("{s}s"),

@@ -13,7 +13,7 @@ use ratatui::widgets::{Block, Clear, Padding, Paragraph};
 const GAP: u16 = 2;
 
 /// Draw the popup over the middle of `area`.
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let ctx = KeyContext { help_open: false, ..app.key_context() };
     let intro = match ctx.focus {
         Focus::Providers => "Keys act on the selected provider.",

@@ -13,7 +13,7 @@ use ratatui::widgets::{Block, Paragraph, Sparkline, SparklineBar};
 /// Draw the pane in `area`. The bars span the shown samples' range (lowest sample = lowest
 /// bar), stated in the bottom border, so that a change of a few hundred ms on top of seconds of
 /// latency is visible.
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let provider = app.selected_provider().map(|v| &v.core);
     let mut title = vec![Span::styled(" latency ", theme::TITLE)];
     if let Some(p) = provider {
@@ -78,6 +78,6 @@ fn stats_line(p: &ProviderSnapshot) -> Line<'static> {
 }
 
 /// `850ms` below ten seconds, else `12.3s`.
-pub fn format_ms(ms: f64) -> String {
+pub(crate) fn format_ms(ms: f64) -> String {
     if ms < 10_000.0 { format!("{ms:.0}ms") } else { format!("{:.1}s", ms / 1000.0) }
 }

@@ -14,7 +14,7 @@ use tracing::Level;
 use tui_logger::{TuiLoggerLevelOutput, TuiLoggerSmartWidget};
 
 /// Draw the pane in `area`.
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let focused = app.focus() == Focus::Logs && !app.help_open();
     let border = if focused { theme::FOCUSED_BORDER } else { theme::BORDER };
     let hint = if focused { "l: back · PgUp/PgDn scroll · t targets " } else { "l: focus " };

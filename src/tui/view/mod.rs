@@ -20,10 +20,6 @@ mod logs;
 mod providers;
 mod routes;
 
-pub use header::format_uptime;
-pub use latency::format_ms;
-pub use routes::strategy_label;
-
 use super::app::App;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};

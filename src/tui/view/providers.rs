@@ -11,16 +11,36 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Row, Table, TableState};
 
 /// Column headers, in order.
-const HEADERS: [&str; 9] =
-    ["provider", "status", "breaker", "weight", "in-flt", "ewma ms", "reqs", "errs", "last error"];
+const HEADERS: [&str; 13] = [
+    "provider",
+    "status",
+    "credits",
+    "tier",
+    "reset",
+    "sess",
+    "breaker",
+    "weight",
+    "in-flt",
+    "ewma ms",
+    "reqs",
+    "errs",
+    "last error",
+];
+
+/// Cells of the credits gauge.
+const GAUGE_CELLS: usize = 5;
 
 /// Draw the table in `area`.
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let providers = &app.snapshot().providers;
     let id_width = providers.iter().map(|p| p.core.id.chars().count()).max().unwrap_or(8).clamp(8, 24);
     let widths = [
         Constraint::Length(u16::try_from(id_width).unwrap_or(24)),
         Constraint::Length(8),
+        Constraint::Length(9),
+        Constraint::Length(5),
+        Constraint::Length(4),
+        Constraint::Length(4),
         Constraint::Length(9),
         Constraint::Length(7),
         Constraint::Length(6),
@@ -30,7 +50,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         Constraint::Fill(1),
     ];
     let header = Row::new(HEADERS.iter().map(|h| Cell::from(*h))).style(theme::HEADER);
-    let rows = providers.iter().map(row);
+    let now = app.snapshot().taken_at;
+    let rows = providers.iter().map(|p| row(p, now));
     let focused = app.focus() == Focus::Providers && !app.help_open();
     let title = Line::from(vec![
         Span::styled(" providers ", theme::TITLE),
@@ -53,7 +74,21 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_stateful_widget(table, area, &mut state);
 }
 
-fn row(view: &ProviderView) -> Row<'static> {
+/// The credits gauge (`▰▰▰▱▱ 62%` of the credits left), its tier without `KIRO `, and the days
+/// to the reset.
+fn credit_cells(view: &ProviderView, now: chrono::DateTime<chrono::Utc>) -> [Cell<'static>; 3] {
+    let dash = || Cell::from(Span::styled("-", theme::DIM));
+    let Some(u) = &view.core.usage else { return [dash(), dash(), dash()] };
+    let share = if u.limit > 0.0 { (u.remaining / u.limit).clamp(0.0, 1.0) } else { 0.0 };
+    let filled = ((share * GAUGE_CELLS as f64).round() as usize).min(GAUGE_CELLS);
+    let bar = format!("{}{}{:>3.0}%", "▰".repeat(filled), "▱".repeat(GAUGE_CELLS - filled), share * 100.0);
+    let tier = u.tier.as_deref().map_or("-".to_owned(), |t| t.trim_start_matches("KIRO ").to_owned());
+    let reset =
+        u.reset_at.map_or("-".to_owned(), |t| format!("{}d", ((t - now).num_hours().max(0) + 23) / 24));
+    [Cell::from(Span::styled(bar, theme::credits(share))), Cell::from(tier), Cell::from(reset)]
+}
+
+fn row(view: &ProviderView, now: chrono::DateTime<chrono::Utc>) -> Row<'static> {
     let p = &view.core;
     let (status, status_style) = theme::provider_status(view.status);
     let breaker = match &p.breaker {
@@ -79,9 +114,14 @@ fn row(view: &ProviderView) -> Row<'static> {
         || Cell::from(Span::styled("-", theme::DIM)),
         |m| Cell::from(Span::styled(m, theme::WARN)),
     );
+    let [credits, tier, reset] = credit_cells(view, now);
     Row::new(vec![
         Cell::from(p.id.clone()),
         Cell::from(Span::styled(status, status_style)),
+        credits,
+        tier,
+        reset,
+        Cell::from(p.sessions.to_string()),
         breaker,
         weight,
         Cell::from(Span::styled(format!("{}/{cap}", p.in_flight), in_flight_style)),

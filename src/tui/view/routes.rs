@@ -25,7 +25,7 @@ const MAX_RECENT_WIDTH: usize = 9;
 
 /// Draw the table in `area`. The model column is shown only when it fits next to the full
 /// providers list: on a narrow terminal the providers matter more.
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let snapshot = app.snapshot();
     let rows: Vec<RouteRow> = snapshot
         .rules
@@ -82,7 +82,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
 /// A model id short enough for the column: lower case, without the `claude` prefix, the date
 /// stamp and the version tag (`CLAUDE_SONNET_4_20250514_V1_0` → `sonnet-4`,
 /// `claude-opus-4.6-1m` → `opus-4.6-1m`). Ids that do not look like that are kept as they are.
-pub fn short_model(id: &str) -> String {
+pub(super) fn short_model(id: &str) -> String {
     let lower = id.to_ascii_lowercase().replace('_', "-");
     let is_date = |t: &str| t.len() == 8 && t.bytes().all(|b| b.is_ascii_digit());
     let is_version_tag =
@@ -98,13 +98,14 @@ pub fn short_model(id: &str) -> String {
 }
 
 /// A strategy name short enough for the column.
-pub fn strategy_label(kind: StrategyKind) -> &'static str {
+pub(crate) fn strategy_label(kind: StrategyKind) -> &'static str {
     match kind {
         StrategyKind::RoundRobin => "round-robin",
         StrategyKind::WeightedRoundRobin => "weighted-rr",
         StrategyKind::LeastConnections => "least-conn",
         StrategyKind::ResponseTime => "resp-time",
         StrategyKind::Single => "single",
+        StrategyKind::Credits => "credits",
     }
 }
 

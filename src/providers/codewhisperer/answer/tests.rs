@@ -41,7 +41,7 @@ async fn stream_body(chunks: &[&[u8]]) -> (Vec<(String, Value)>, Result<(), Upst
     let mut sse = answer(chunks).await.expect("the first event arrives").into_sse();
     let mut out = Vec::new();
     let mut outcome = None;
-    while let Some(chunk) = sse.next_chunk().await {
+    while let Some(chunk) = sse.next_chunk(&mut |_| {}).await {
         out.extend_from_slice(&chunk);
         if let Some(o) = sse.take_outcome() {
             assert!(outcome.replace(o).is_none(), "the outcome is reported once");
@@ -106,7 +106,7 @@ async fn corrupt_frame_mid_stream_ends_with_an_error_event() {
         ])
     );
     assert!(!events.iter().any(|(n, _)| n == "message_stop"));
-    let collected = answer(&[&body]).await.expect("first event").collect().await.unwrap_err();
+    let collected = answer(&[&body]).await.expect("first event").collect(|_| {}).await.unwrap_err();
     assert_eq!(collected, err, "both sinks fail the same way");
 }
 
@@ -117,7 +117,7 @@ async fn stream_cut_mid_frame_is_an_error() {
     let (events, result) = stream_body(&[cut]).await;
     assert!(result.unwrap_err().message.contains("cut inside a frame"));
     assert_eq!(events.last().unwrap().0, "error");
-    assert!(answer(&[cut]).await.expect("first event").collect().await.is_err());
+    assert!(answer(&[cut]).await.expect("first event").collect(|_| {}).await.is_err());
 }
 
 #[tokio::test]
@@ -158,7 +158,7 @@ async fn upstream_exception_mid_stream_counts_as_a_protocol_failure() {
     let err = result.unwrap_err();
     assert_eq!(err.kind, UpstreamErrorKind::Protocol);
     assert_eq!(events.last().unwrap().1["error"]["type"], "rate_limit_error");
-    let collected = answer(&[&body]).await.expect("first event").collect().await.unwrap_err();
+    let collected = answer(&[&body]).await.expect("first event").collect(|_| {}).await.unwrap_err();
     assert!(collected.message.contains("slow down"), "{}", collected.message);
 }
 
@@ -169,7 +169,7 @@ async fn collect_builds_the_full_message() {
         "ContentLengthExceededException",
         br#"{"message":"Response exceeded length"}"#,
     ));
-    let mut msg = answer(&[&body]).await.expect("first event").collect().await.unwrap();
+    let mut msg = answer(&[&body]).await.expect("first event").collect(|_| {}).await.unwrap();
     let id = msg["id"].as_str().unwrap();
     assert!(id.starts_with("msg_") && id.len() == 36, "{id}");
     msg["id"] = json!("msg_full");
@@ -203,7 +203,7 @@ async fn a_silent_upstream_gets_pings_then_times_out() {
     let idle = PING_INTERVAL * 2 + Duration::from_secs(1);
     let mut sse = Answer::from_body(body.boxed(), opts(), idle).await.expect("first event").into_sse();
     let mut names = Vec::new();
-    while let Some(chunk) = sse.next_chunk().await {
+    while let Some(chunk) = sse.next_chunk(&mut |_| {}).await {
         names.extend(parse_sse(&chunk).into_iter().map(|(name, _)| name));
     }
     assert_eq!(
@@ -221,4 +221,35 @@ async fn a_silent_upstream_gets_pings_then_times_out() {
     let err = sse.take_outcome().expect("ended").unwrap_err();
     assert_eq!(err.kind, UpstreamErrorKind::Timeout);
     drop(tx);
+}
+
+#[tokio::test]
+async fn metering_is_reported_as_it_arrives_in_both_sinks() {
+    let mut body = upstream_body();
+    body.extend_from_slice(&encode_event("meteringEvent", br#"{"unit":"credit","usage":0.25}"#));
+    let mut seen = Vec::new();
+    answer(&[&body]).await.expect("first event").collect(|r| seen.push(r)).await.unwrap();
+    // upstream_body carries one meteringEvent of its own (0.17).
+    assert_eq!(seen, [Report::Metered { credits: 0.17 }, Report::Metered { credits: 0.25 }]);
+    let mut sse = answer(&[&body]).await.expect("first event").into_sse();
+    let mut streamed = Vec::new();
+    while sse.next_chunk(&mut |r| streamed.push(r)).await.is_some() {}
+    assert_eq!(streamed, seen);
+}
+
+#[tokio::test]
+async fn abort_ends_the_stream_with_the_proxy_error_and_no_upstream_outcome() {
+    let body = upstream_body();
+    let mut sse = answer(&[&body]).await.expect("first event").into_sse();
+    assert!(sse.has_ready_output(), "message_start and the first event are ready");
+    let first = sse.next_chunk(&mut |_| {}).await.expect("first chunk");
+    sse.abort(&ApiError::new(crate::anthropic::ErrorKind::OverloadedError, "shutting down"));
+    let mut out = first.to_vec();
+    while let Some(chunk) = sse.next_chunk(&mut |_| {}).await {
+        out.extend_from_slice(&chunk);
+    }
+    let events = parse_sse(&out);
+    assert_eq!(events.last().unwrap().0, "error");
+    assert_eq!(events.last().unwrap().1["error"]["message"], "shutting down");
+    assert!(sse.take_outcome().is_none());
 }

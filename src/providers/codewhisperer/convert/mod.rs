@@ -59,7 +59,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use turns::{
-    Side, Turn, add_message, pair_tool_results, push_part, system_text, thinking_prefix, tool_specs,
+    Side, Turn, add_message, limit_images, pair_tool_results, push_part, system_text, thinking_prefix,
+    tool_specs,
 };
 
 /// Default cap on a tool description, in characters (KRS, K2A and KGW use 10 000).
@@ -86,6 +87,10 @@ pub const EMPTY_USER: &str = "(empty)";
 pub const EMPTY_TOOL_RESULT: &str = "(empty result)";
 /// Error result sent for a tool use the client never answered.
 pub const MISSING_TOOL_RESULT: &str = "Tool result missing: the client sent no result for this tool call.";
+/// Largest image Kiro takes, decoded bytes (KRS2 drops images over 5 MiB).
+pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
+/// Most images sent in one request; older ones are left out beyond it.
+pub const MAX_IMAGES: usize = 20;
 /// Description of a placeholder spec for a tool used in history but not declared.
 pub const HISTORY_TOOL_DESCRIPTION: &str = "Tool used in conversation history";
 
@@ -164,6 +169,7 @@ pub fn convert(req: &MessagesRequest, opts: &ConvertOptions) -> Result<Converted
     }
     history.extend(turns);
 
+    limit_images(&mut history, &mut current)?;
     pair_tool_results(&mut history, &mut current);
     let tools = tool_specs(req, opts.max_tool_description, &history, &mut tool_names);
     for turn in history.iter_mut().chain(std::iter::once(&mut current)) {
@@ -245,6 +251,15 @@ fn write_json_string(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.push(b'"');
+}
+
+/// The `agentContinuationId` of a conversation: a UUID derived from the `conversationId`, so it
+/// is the same for every turn of one Claude Code session (the Kiro IDE keeps one per chat).
+pub fn agent_continuation_id(conversation_id: &str) -> String {
+    let hash = Sha256::digest(format!("ccr-agent-continuation/{conversation_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
 }
 
 /// The name sent to Kiro for a tool: the name itself up to [`MAX_TOOL_NAME_LEN`] bytes, else a

@@ -1,5 +1,6 @@
 //! Serialisation: written straight from the turns, no intermediate JSON tree (rule 7).
 
+use super::agent_continuation_id;
 use super::turns::{Side, ToolSpec, Turn};
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -107,6 +108,8 @@ impl Serialize for StateOut<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("conversationId", self.conversation_id)?;
+        m.serialize_entry("agentContinuationId", &agent_continuation_id(self.conversation_id))?;
+        m.serialize_entry("agentTaskType", "vibe")?;
         m.serialize_entry("chatTriggerType", "MANUAL")?;
         let current = UserOut { turn: self.current, model_id: self.model_id, tools: self.tools };
         m.serialize_entry("currentMessage", &Single("userInputMessage", current))?;

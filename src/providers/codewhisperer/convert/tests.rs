@@ -606,6 +606,7 @@ fn images_documents_and_rich_tool_results() {
     assert_eq!(
         cur["images"],
         json!([
+            {"format": "png", "source": {"bytes": "iVBO"}},
             {"format": "png", "source": {"bytes": "PNGDATA"}},
             {"format": "jpeg", "source": {"bytes": "JPGDATA"}},
             {"format": "webp", "source": {"bytes": "WEBP"}},
@@ -619,8 +620,60 @@ fn images_documents_and_rich_tool_results() {
     );
     assert_eq!(
         cur["userInputMessageContext"]["toolResults"][0]["content"][0]["text"],
-        "Read the image\n[Image omitted: image/png]\nDocument: N\nnotes"
+        "Read the image\n[Image: attached to this message as image 1]\nDocument: N\nnotes"
     );
+}
+
+#[test]
+fn tool_result_images_move_to_the_message_in_history_too_within_limits() {
+    let shot = |data: &str| json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}});
+    let turn = |id: &str, data: &str| {
+        vec![
+            json!({"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Read", "input": {}}]}),
+            json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": [shot(data)]}]}),
+        ]
+    };
+    let mut messages = vec![json!({"role": "user", "content": "look"})];
+    messages.extend(turn("t1", "FIRST"));
+    messages.extend(turn("t2", "SECOND"));
+    let (_, v) = run(&req(json!({"model": "m", "max_tokens": 10, "messages": messages})));
+    let h = history(&v);
+    let old = &h
+        .iter()
+        .find(|m| m["userInputMessage"]["userInputMessageContext"]["toolResults"].is_array())
+        .unwrap()["userInputMessage"];
+    assert_eq!(old["images"], json!([{"format": "png", "source": {"bytes": "FIRST"}}]));
+    assert_eq!(
+        old["userInputMessageContext"]["toolResults"][0]["content"][0]["text"],
+        "[Image: attached to this message as image 1]"
+    );
+    assert_eq!(current(&v)["images"], json!([{"format": "png", "source": {"bytes": "SECOND"}}]));
+
+    // Too many: the oldest are left out and their message says so.
+    let mut messages = vec![json!({"role": "user", "content": "look"})];
+    for i in 0..MAX_IMAGES + 2 {
+        messages.extend(turn(&format!("t{i}"), &format!("IMG{i}")));
+    }
+    let (_, v) = run(&req(json!({"model": "m", "max_tokens": 10, "messages": messages})));
+    let sent: usize = history(&v)
+        .iter()
+        .chain(std::iter::once(&json!({"userInputMessage": current(&v)})))
+        .map(|m| m["userInputMessage"]["images"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(sent, MAX_IMAGES);
+    assert!(v.to_string().contains("image(s) left out: Kiro takes at most 20 images per request"));
+
+    // Too large: a clear 400.
+    let big = "A".repeat(MAX_IMAGE_BYTES / 3 * 4 + 8);
+    let mut messages = vec![json!({"role": "user", "content": "look"})];
+    messages.extend(turn("t1", &big));
+    let err = convert(
+        &req(json!({"model": "m", "max_tokens": 10, "messages": messages})),
+        &ConvertOptions::default(),
+    )
+    .expect_err("too large");
+    assert_eq!(err.status.as_u16(), 400);
+    assert!(err.message.contains("larger than the 5 MB Kiro accepts per image"), "{}", err.message);
 }
 
 #[test]

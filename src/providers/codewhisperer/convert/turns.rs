@@ -3,8 +3,10 @@
 use super::serialize::ToolInput;
 use super::{
     CONTINUE, DEFAULT_THINKING_BUDGET, EMPTY_ASSISTANT, EMPTY_TOOL_RESULT, HISTORY_TOOL_DESCRIPTION,
-    MAX_THINKING_BUDGET, MISSING_TOOL_RESULT, TOOL_RESULTS_PROVIDED, kiro_tool_name,
+    MAX_IMAGE_BYTES, MAX_IMAGES, MAX_THINKING_BUDGET, MISSING_TOOL_RESULT, TOOL_RESULTS_PROVIDED,
+    kiro_tool_name,
 };
+use crate::anthropic::ApiError;
 use crate::anthropic::types::{
     Content, ContentBlock, Message, MessagesRequest, Role, Source, ThinkingKind, Tool, ToolResultBlock,
 };
@@ -203,11 +205,8 @@ pub(super) fn add_message<'a>(
                 Err(None) => {}
             },
             (Side::User, ContentBlock::ToolResult { tool_use_id, content, is_error }) => {
-                turn.tool_results.push(KToolResult::new(
-                    tool_use_id,
-                    tool_result_text(content.as_ref()),
-                    *is_error,
-                ));
+                let text = tool_result_text(content.as_ref(), &mut turn.images);
+                turn.tool_results.push(KToolResult::new(tool_use_id, text, *is_error));
             }
             (Side::Assistant, ContentBlock::Thinking { thinking }) => {
                 joiner.push_thinking(&mut turn.text, thinking);
@@ -218,11 +217,56 @@ pub(super) fn add_message<'a>(
                 input: ToolInput(input),
                 original: name,
             }),
+            (
+                Side::Assistant,
+                block @ (ContentBlock::ServerToolUse { .. } | ContentBlock::WebSearchToolResult { .. }),
+            ) => {
+                if let Some(text) = super::super::websearch::history_text(block) {
+                    joiner.push(&mut turn.text, &text);
+                }
+            }
             // Images and results in assistant turns, tool uses and thinking in user turns, redacted
             // thinking and unknown blocks have no Kiro equivalent.
             _ => {}
         }
     }
+}
+
+/// Kiro's image limits: an image over [`MAX_IMAGE_BYTES`] is refused with a 400 that says so
+/// (ccr does not re-encode images); beyond [`MAX_IMAGES`] in one request the oldest are left out
+/// and their message says how many.
+pub(super) fn limit_images(history: &mut [Turn<'_>], current: &mut Turn<'_>) -> Result<(), ApiError> {
+    let mut total = 0;
+    for turn in history.iter().chain(std::iter::once(&*current)) {
+        for img in &turn.images {
+            let decoded = img.source.bytes.len() / 4 * 3;
+            if decoded > MAX_IMAGE_BYTES {
+                return Err(ApiError::invalid_request(format!(
+                    "messages: an image of {:.1} MB is larger than the {} MB Kiro accepts per image; resize or compress it",
+                    decoded as f64 / 1_048_576.0,
+                    MAX_IMAGE_BYTES / 1_048_576
+                )));
+            }
+        }
+        total += turn.images.len();
+    }
+    let mut excess = total.saturating_sub(MAX_IMAGES);
+    for turn in history.iter_mut() {
+        if excess == 0 {
+            break;
+        }
+        let drop = excess.min(turn.images.len());
+        if drop > 0 {
+            turn.images.drain(..drop);
+            excess -= drop;
+            push_part(
+                &mut turn.text,
+                &format!("[{drop} image(s) left out: Kiro takes at most {MAX_IMAGES} images per request]"),
+                "\n",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Kiro image format for a media type; `None` for formats Kiro does not take.
@@ -257,7 +301,33 @@ pub(super) fn image(source: &Source) -> Result<KImage<'_>, Option<String>> {
 
 /// The text of a tool result: string content as is, blocks joined with `\n`, images and
 /// documents described, tool references named.
-pub(super) fn tool_result_text(content: Option<&Content<ToolResultBlock>>) -> Cow<'_, str> {
+///
+/// Kiro's tool results carry text only, so base64 images in a result move to `images`, the user
+/// message that carries the result, and the result says where each went:
+/// `[Image: attached to this message as image N]`.
+pub(super) fn tool_result_text<'a>(
+    content: Option<&'a Content<ToolResultBlock>>,
+    images: &mut Vec<KImage<'a>>,
+) -> Cow<'a, str> {
+    if let Some(Content::Blocks(blocks)) = content
+        && blocks.iter().any(|b| matches!(b, ToolResultBlock::Image { .. }))
+    {
+        let mut out = String::new();
+        for block in blocks {
+            match block {
+                ToolResultBlock::Image { source } => match image(source) {
+                    Ok(img) => {
+                        images.push(img);
+                        let note = format!("[Image: attached to this message as image {}]", images.len());
+                        push_part(&mut out, &note, "\n");
+                    }
+                    Err(_) => result_block_text(block, &mut out),
+                },
+                other => result_block_text(other, &mut out),
+            }
+        }
+        return Cow::Owned(out);
+    }
     match content {
         None => Cow::Borrowed(""),
         Some(Content::Text(s)) => Cow::Borrowed(s),
@@ -281,7 +351,7 @@ pub(super) fn result_block_text(block: &ToolResultBlock, out: &mut String) {
             let media = source.media_type.as_deref().unwrap_or("unknown type");
             let note = match source.url.as_deref() {
                 Some(url) => format!("[Image: {url}]"),
-                None => format!("[Image omitted: {media}]"),
+                None => format!("[Image omitted: {media} is not a format Kiro takes (png, jpeg, gif, webp)]"),
             };
             push_part(out, &note, "\n");
         }
@@ -456,7 +526,19 @@ pub(super) fn tool_specs<'a>(
 
 /// The description capped at `max` characters (the last three being `...`), or a placeholder
 /// naming the tool when empty.
+///
+/// `input_examples` (Kiro has no such field) are appended as `Input examples:` lines.
 pub(super) fn tool_description(tool: &Tool, max: usize) -> Cow<'_, str> {
+    if !tool.input_examples.is_empty() {
+        let mut text = tool.description.clone().unwrap_or_default();
+        text.push_str("\n\nInput examples:");
+        for example in &tool.input_examples {
+            text.push_str("\n- ");
+            text.push_str(&example.to_string());
+        }
+        let with = Tool { description: Some(text), input_examples: Vec::new(), ..tool.clone() };
+        return Cow::Owned(tool_description(&with, max).into_owned());
+    }
     let description = tool.description.as_deref().unwrap_or("");
     if description.trim().is_empty() {
         return Cow::Owned(format!("Tool: {}", tool.name));

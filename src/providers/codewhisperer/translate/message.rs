@@ -1,6 +1,7 @@
 //! The non-streaming sink: the whole answer collected into one Anthropic message.
 
 use super::super::event::KiroEvent;
+use super::sse::WireUsage;
 use super::{BlockEvent, BlockStart, Delta, ResponseOptions, Sink, StopReason, Translator, Usage};
 use crate::anthropic::ApiError;
 
@@ -102,7 +103,7 @@ impl MessageAggregator {
             "model": self.core.opts.model,
             "stop_reason": stop_reason,
             "stop_sequence": null,
-            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+            "usage": WireUsage::of(&usage),
         })
     }
 }

@@ -59,6 +59,10 @@ pub enum StopReason {
     ToolUse,
     MaxTokens,
     ModelContextWindowExceeded,
+    /// Kiro's `CONTENT_FILTERED`.
+    Refusal,
+    /// Kiro's `PAUSE_TURN`.
+    PauseTurn,
 }
 
 impl StopReason {
@@ -68,7 +72,24 @@ impl StopReason {
             StopReason::ToolUse => "tool_use",
             StopReason::MaxTokens => "max_tokens",
             StopReason::ModelContextWindowExceeded => "model_context_window_exceeded",
+            StopReason::Refusal => "refusal",
+            StopReason::PauseTurn => "pause_turn",
         }
+    }
+}
+
+/// Anthropic's stop reason for a `stopReason` Kiro reported; `None` for the ordinary ends
+/// (`END_TURN`, `TOOL_USE`, `STOP_SEQUENCE`) and unknown values, which the answer's own content
+/// decides.
+pub fn kiro_stop_reason(reason: &str) -> Option<StopReason> {
+    match reason.to_ascii_uppercase().as_str() {
+        "MAX_TOKENS" | "LENGTH" => Some(StopReason::MaxTokens),
+        "MODEL_CONTEXT_WINDOW_EXCEEDED" | "CONTEXT_WINDOW_EXCEEDED" => {
+            Some(StopReason::ModelContextWindowExceeded)
+        }
+        "CONTENT_FILTERED" | "GUARDRAIL_INTERVENED" | "REFUSAL" => Some(StopReason::Refusal),
+        "PAUSE_TURN" => Some(StopReason::PauseTurn),
+        _ => None,
     }
 }
 
@@ -88,7 +109,7 @@ pub enum UsageSource {
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
-    /// Cache-read input tokens (metadata only; already included in `input_tokens`).
+    /// Cache-read input tokens (metadata only; not included in `input_tokens`).
     pub cache_read: u64,
     /// Cache-write input tokens (metadata only).
     pub cache_write: u64,
@@ -218,6 +239,7 @@ struct Translator {
     metadata: Option<(u64, u64, u64, u64)>,
     context_percentage: Option<f64>,
     length_exceeded: bool,
+    kiro_stop: Option<StopReason>,
     finished: bool,
 }
 
@@ -239,6 +261,7 @@ impl Translator {
             metadata: None,
             context_percentage: None,
             length_exceeded: false,
+            kiro_stop: None,
             finished: false,
         }
     }
@@ -254,6 +277,11 @@ impl Translator {
             KiroEvent::ContextUsage { percentage } => self.context_percentage = Some(percentage),
             KiroEvent::Usage { input_tokens, output_tokens, cache_read, cache_write } => {
                 self.metadata = Some((input_tokens, output_tokens, cache_read, cache_write));
+            }
+            KiroEvent::StopReason(reason) => {
+                if let Some(stop) = kiro_stop_reason(&reason) {
+                    self.kiro_stop = Some(stop);
+                }
             }
             KiroEvent::Exception { kind, message } => {
                 if kind == "ContentLengthExceededException" {
@@ -280,6 +308,8 @@ impl Translator {
                 ));
             }
             KiroEvent::Ignored(name) => tracing::trace!(event = %name, "ignored upstream event"),
+            // Credits are the balancer's business (the handler reports them on the lease).
+            KiroEvent::Metering { .. } => {}
         }
         Ok(())
     }
@@ -431,6 +461,8 @@ impl Translator {
     fn stop_reason(&self) -> StopReason {
         if self.context_percentage.is_some_and(|p| p >= 100.0) {
             StopReason::ModelContextWindowExceeded
+        } else if let Some(stop) = self.kiro_stop {
+            stop
         } else if self.length_exceeded || self.thinking_only() {
             StopReason::MaxTokens
         } else if self.any_tool {
@@ -442,13 +474,14 @@ impl Translator {
 
     fn usage(&self) -> Usage {
         let (meta_in, meta_out, cache_read, cache_write) = self.metadata.unwrap_or_default();
-        let (input_tokens, input_source) = if meta_in > 0 {
-            (meta_in, UsageSource::Metadata)
-        } else if let Some(p) = self.context_percentage.filter(|p| p.is_finite() && *p > 0.0) {
-            ((p * self.opts.context_window as f64 / 100.0).round() as u64, UsageSource::ContextUsage)
-        } else {
-            (self.opts.input_tokens, UsageSource::Estimate)
-        };
+        let (input_tokens, input_source) =
+            if self.metadata.is_some() && (meta_in > 0 || cache_read + cache_write > 0) {
+                (meta_in, UsageSource::Metadata)
+            } else if let Some(p) = self.context_percentage.filter(|p| p.is_finite() && *p > 0.0) {
+                ((p * self.opts.context_window as f64 / 100.0).round() as u64, UsageSource::ContextUsage)
+            } else {
+                (self.opts.input_tokens, UsageSource::Estimate)
+            };
         let (output_tokens, output_from_metadata) =
             if meta_out > 0 { (meta_out, true) } else { (self.output_chars.tokens().max(1), false) };
         Usage { input_tokens, output_tokens, cache_read, cache_write, input_source, output_from_metadata }

@@ -2,7 +2,9 @@
 //! Anthropic SSE.
 
 use super::super::event::KiroEvent;
-use super::{BlockEvent, BlockStart, Delta, ResponseOptions, Sink, StopReason, Translator, Usage};
+use super::{
+    BlockEvent, BlockStart, Delta, ResponseOptions, Sink, StopReason, Translator, Usage, UsageSource,
+};
 use crate::anthropic::ApiError;
 use crate::anthropic::sse::{write_event, write_ping};
 use bytes::BytesMut;
@@ -29,9 +31,26 @@ struct MessageStartBody<'a> {
 }
 
 #[derive(Serialize)]
-struct WireUsage {
+pub(super) struct WireUsage {
     input_tokens: u64,
     output_tokens: u64,
+    /// Only when Kiro reported token usage (`metadataEvent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    pub(super) fn of(usage: &Usage) -> WireUsage {
+        let metadata = usage.input_source == UsageSource::Metadata;
+        WireUsage {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cache_creation_input_tokens: metadata.then_some(usage.cache_write),
+            cache_read_input_tokens: metadata.then_some(usage.cache_read),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -134,7 +153,12 @@ impl SseTranslator {
                 model: &self.core.opts.model,
                 stop_reason: None,
                 stop_sequence: None,
-                usage: WireUsage { input_tokens: self.core.opts.input_tokens, output_tokens: 1 },
+                usage: WireUsage {
+                    input_tokens: self.core.opts.input_tokens,
+                    output_tokens: 1,
+                    cache_creation_input_tokens: None,
+                    cache_read_input_tokens: None,
+                },
             },
         };
         write_event(out, "message_start", &start);
@@ -167,7 +191,7 @@ impl SseTranslator {
         let delta = MessageDelta {
             kind: "message_delta",
             delta: StopDelta { stop_reason: self.core.stop_reason(), stop_sequence: None },
-            usage: WireUsage { input_tokens: usage.input_tokens, output_tokens: usage.output_tokens },
+            usage: WireUsage::of(&usage),
         };
         write_event(out, "message_delta", &delta);
         write_event(out, "message_stop", &serde_json::json!({"type": "message_stop"}));

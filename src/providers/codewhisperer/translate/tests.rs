@@ -502,7 +502,27 @@ fn metadata_usage_wins_over_context_usage_and_estimates() {
     assert_eq!((usage.cache_read, usage.cache_write), (1000, 7));
     assert_eq!(usage.input_source, UsageSource::Metadata);
     assert!(usage.output_from_metadata);
-    assert_eq!(aggregate(opts(), script)["usage"], json!({"input_tokens":1234,"output_tokens":56}));
+    assert_eq!(
+        aggregate(opts(), script)["usage"],
+        json!({"input_tokens":1234,"output_tokens":56,"cache_creation_input_tokens":7,"cache_read_input_tokens":1000})
+    );
+}
+
+#[test]
+fn kiro_stop_reasons_map_to_anthropic_ones() {
+    for (kiro, anthropic) in [
+        ("MAX_TOKENS", "max_tokens"),
+        ("MODEL_CONTEXT_WINDOW_EXCEEDED", "model_context_window_exceeded"),
+        ("CONTENT_FILTERED", "refusal"),
+        ("PAUSE_TURN", "pause_turn"),
+        ("END_TURN", "end_turn"),
+        ("SOMETHING_NEW", "end_turn"),
+    ] {
+        let script = vec![text("Hi"), KiroEvent::StopReason(kiro.into())];
+        assert_eq!(aggregate(opts(), script.clone())["stop_reason"], anthropic, "{kiro}");
+        let (events, _) = run_sse(opts(), script);
+        assert!(summary(&events).iter().any(|l| l.contains(&format!("message_delta {anthropic}"))), "{kiro}");
+    }
 }
 
 #[test]
