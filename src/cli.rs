@@ -35,11 +35,11 @@ pub enum Command {
     #[command(subcommand)]
     Accounts(crate::accounts::args::AccountsCommand),
     /// Run Claude Code through ccr, starting an instance in the background when none answers.
-    Code(crate::integration::CodeArgs),
+    Code(CodeArgs),
     /// Stop the background instance `ccr code` started for this config.
     Stop(ConfigArgs),
     /// The command for Claude Code's `statusLine` setting: account, credits, reset, category.
-    Statusline(crate::integration::StatuslineArgs),
+    Statusline(StatuslineArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -130,4 +130,22 @@ mod tests {
             other => panic!("parsed as {other:?}"),
         }
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CodeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Arguments passed to Claude Code unchanged (after `--`).
+    #[arg(last = true, value_name = "CLAUDE_ARGS")]
+    pub claude_args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatuslineArgs {
+    /// Base URL of the instance. Default: the address in the config.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }

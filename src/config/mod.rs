@@ -1,6 +1,7 @@
 //! The JSON config: schema, validation with JSON-path errors, lookup, and the `ccr check` report.
 
 mod describe;
+pub(crate) mod origin;
 pub mod schema;
 pub mod validate;
 pub mod watch;

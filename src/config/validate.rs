@@ -365,7 +365,7 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         at_least_one(&mut bad, format!("server.{key}"), value);
     }
     for (i, origin) in config.server.allowed_origins.iter().enumerate() {
-        if crate::server::guard::parse_origin(origin).is_none() {
+        if super::origin::parse_origin(origin).is_none() {
             bad(
                 format!("server.allowedOrigins[{i}]"),
                 format!(

@@ -14,9 +14,7 @@ use super::Prepared;
 use super::answer::Answer;
 use super::convert::{Converted, request_body};
 pub(crate) use super::decode::EventStream;
-pub(crate) use super::error::{
-    UpstreamError, UpstreamErrorKind, classify_status, is_bearer_invalid, next_quota_reset,
-};
+pub(crate) use super::error::{UpstreamError, UpstreamErrorKind, classify_status, is_bearer_invalid};
 use super::event::KiroEvent;
 use super::token::{Credential, TokenManager, TokenStatus, describe_transport};
 use crate::config::{Provider, expand_tilde, ms};

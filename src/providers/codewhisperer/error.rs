@@ -172,18 +172,7 @@ pub fn classify_status(status: u16, body: &str, retry_after: Option<Duration>) -
     UpstreamError::new(kind, format!("upstream answered {status}: {reason}"))
 }
 
-/// When Kiro's monthly request quota (`MONTHLY_REQUEST_COUNT`) resets: the first of the next
-/// month, 00:00 UTC.
-pub fn next_quota_reset(now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-    use chrono::{Datelike, TimeZone};
-    let (year, month) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
-    chrono::Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).single().unwrap_or(now)
-}
-
-/// Time until Kiro's monthly request quota resets (see [`next_quota_reset`]).
-pub fn until_quota_reset(now: chrono::DateTime<chrono::Utc>) -> Duration {
-    (next_quota_reset(now) - now).to_std().unwrap_or(Duration::from_secs(3600))
-}
+use crate::usage::until_quota_reset;
 
 /// True for the "bearer token invalid" answer that a refresh can cure.
 pub fn is_bearer_invalid(status: u16, body: &str) -> bool {

@@ -36,7 +36,7 @@ pub mod websearch;
 pub use answer::{Answer, PING_INTERVAL, Report, SseAnswer};
 pub use client::{CodeWhispererClient, HttpClients};
 pub use convert::Converted;
-pub use error::{UpstreamError, UpstreamErrorKind, next_quota_reset, until_quota_reset};
+pub use error::{UpstreamError, UpstreamErrorKind};
 pub use event::KiroEvent;
 pub use token::TokenStatus;
 pub use translate::ResponseOptions;
