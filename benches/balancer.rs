@@ -10,7 +10,7 @@
 mod shapes;
 
 use ccr::anthropic::types::parse_request;
-use ccr::balancer::Balancer;
+use ccr::balancer::{Balancer, Placement};
 use ccr::classify::{Thresholds, classify};
 use ccr::config::parse_config;
 use ccr::runtime::balancer_spec;
@@ -125,5 +125,37 @@ fn classification(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, selection, classification);
+/// Selection with conversation affinity: 10 accounts, 10 000 conversations already bound, each
+/// iteration one more turn of one of them (kept on its account; the binding lookup, LRU touch and
+/// rebind are the extra cost over a plain pick).
+fn affinity(c: &mut Criterion) {
+    let mut group = c.benchmark_group("select_affinity");
+    let b = balancer(10);
+    let sessions: Vec<String> = (0..10_000).map(|i| format!("session-{i:05}")).collect();
+    for s in &sessions {
+        let place = Placement { session: Some(s), model: None };
+        let lease =
+            b.select_for("background", &[], place).now_or_never().expect("ready").expect("a provider");
+        lease.success(Duration::from_millis(20));
+    }
+    let mut i = 0usize;
+    group.bench_function(
+        BenchmarkId::new("weighted_round_robin_kept", "10_providers_10000_sessions"),
+        |bench| {
+            bench.iter(|| {
+                i = (i + 7919) % sessions.len();
+                let place = Placement { session: Some(&sessions[i]), model: None };
+                let lease = b
+                    .select_for(black_box("background"), &[], place)
+                    .now_or_never()
+                    .expect("select is immediate when there is capacity")
+                    .expect("a provider");
+                lease.success(Duration::from_millis(20));
+            })
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(benches, selection, affinity, classification);
 criterion_main!(benches);

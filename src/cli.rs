@@ -36,11 +36,11 @@ pub enum Command {
     #[command(subcommand)]
     Accounts(crate::accounts::args::AccountsCommand),
     /// Run Claude Code through ccr, starting an instance in the background when none answers.
-    Code(crate::integration::CodeArgs),
+    Code(CodeArgs),
     /// Stop the background instance `ccr code` started for this config.
     Stop(ConfigArgs),
     /// The command for Claude Code's `statusLine` setting: account, credits, reset, category.
-    Statusline(crate::integration::StatuslineArgs),
+    Statusline(StatuslineArgs),
     /// Write a starter config (default ~/.config/ccr/config.json) with the Kiro accounts found
     /// in ~/.aws/sso/cache, and say what to do next.
     Init(InitArgs),
@@ -146,4 +146,22 @@ mod tests {
             other => panic!("parsed as {other:?}"),
         }
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CodeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Arguments passed to Claude Code unchanged (after `--`).
+    #[arg(last = true, value_name = "CLAUDE_ARGS")]
+    pub claude_args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatuslineArgs {
+    /// Base URL of the instance. Default: the address in the config.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }

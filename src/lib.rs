@@ -28,6 +28,7 @@ pub mod anthropic;
 pub mod app;
 pub mod atomic_file;
 pub mod balancer;
+pub(crate) mod buffers;
 pub mod classify;
 pub mod cli;
 pub mod config;
@@ -47,3 +48,4 @@ pub mod snapshot;
 pub mod status;
 #[warn(unreachable_pub)]
 pub mod tui;
+pub mod usage;

@@ -51,7 +51,8 @@ pub enum ProviderStatus {
     Unhealthy,
     /// Taken out of rotation by the operator.
     Draining,
-    /// Its token file is missing or unusable, or its login was refused: only the user can fix it.
+    /// Its token file is missing or unusable, or its login is dead (the refresh was refused):
+    /// only the user can fix it.
     NeedsLogin,
     /// Answered 429; out of rotation until the cooldown ends.
     CoolingDown,
@@ -59,11 +60,13 @@ pub enum ProviderStatus {
     QuotaExhausted,
     /// Its circuit breaker is open or half-open.
     CircuitOpen,
+    /// The upstream suspended the account: out until the operator resets it.
+    Suspended,
 }
 
 impl ProviderStatus {
     /// All statuses, for exhaustive metrics labels.
-    pub const ALL: [ProviderStatus; 8] = [
+    pub const ALL: [ProviderStatus; 9] = [
         ProviderStatus::Healthy,
         ProviderStatus::Unknown,
         ProviderStatus::Unhealthy,
@@ -72,6 +75,7 @@ impl ProviderStatus {
         ProviderStatus::CoolingDown,
         ProviderStatus::QuotaExhausted,
         ProviderStatus::CircuitOpen,
+        ProviderStatus::Suspended,
     ];
 
     /// The one name of the state, everywhere: JSON, metrics labels, the `ccr status` table, the
@@ -86,6 +90,7 @@ impl ProviderStatus {
             ProviderStatus::CoolingDown => "cooling_down",
             ProviderStatus::QuotaExhausted => "quota_exhausted",
             ProviderStatus::CircuitOpen => "circuit_open",
+            ProviderStatus::Suspended => "suspended",
         }
     }
 }
@@ -288,8 +293,26 @@ pub fn provider_status(p: &ProviderSnapshot, now_ms: u64) -> (ProviderStatus, Op
             Some(format!("drained by the operator: new requests go elsewhere{finishing}")),
         );
     }
+    if let Some(reason) = &p.suspended {
+        return (
+            ProviderStatus::Suspended,
+            Some(format!("suspended by the upstream ({reason}); reset it once the account is cleared")),
+        );
+    }
+    if let Some(reason) = &p.needs_login {
+        return (
+            ProviderStatus::NeedsLogin,
+            Some(format!("the login is no longer valid; log in again ({reason})")),
+        );
+    }
     if let Some(at) = p.quota_exhausted_until_ms {
-        return (ProviderStatus::QuotaExhausted, Some(format!("quota used up; retried in {}", until(at))));
+        let reset = p.usage.as_ref().and_then(|u| u.reset_at).map_or_else(String::new, |t| {
+            format!(" (reset {})", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        });
+        return (
+            ProviderStatus::QuotaExhausted,
+            Some(format!("credits used up; back in {}{reset}", until(at))),
+        );
     }
     if let Some(at) = p.cooldown_until_ms {
         return (ProviderStatus::CoolingDown, Some(format!("rate limited (429); back in {}", until(at))));
@@ -555,6 +578,11 @@ mod tests {
             counters: Counters::default(),
             by_category: Default::default(),
             last_error: None,
+            usage: None,
+            usage_error: None,
+            sessions: 0,
+            suspended: None,
+            needs_login: None,
         }
     }
 

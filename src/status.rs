@@ -43,6 +43,12 @@ fn columns(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Credits with at most one decimal (`412.5`, `2000`).
+fn credit_text(v: f64) -> String {
+    let r = (v * 10.0).round() / 10.0;
+    if r.fract() == 0.0 { format!("{r:.0}") } else { format!("{r:.1}") }
+}
+
 fn or_dash(v: Option<String>) -> String {
     v.unwrap_or_else(|| "-".to_owned())
 }
@@ -84,6 +90,8 @@ pub(crate) fn render(s: &Snapshot) -> String {
         [
             "PROVIDER",
             "STATUS",
+            "CREDITS",
+            "RESET",
             "BREAKER",
             "IN-FLIGHT",
             "WEIGHT",
@@ -118,9 +126,13 @@ pub(crate) fn render(s: &Snapshot) -> String {
         let last_error = c.last_error.as_ref().map(|e| {
             format!("{} ({} ago)", clip(&e.message, 60), format_duration_ms(s.now_ms.saturating_sub(e.at_ms)))
         });
+        let credits = c.usage.as_ref().map(|u| format!("{}/{}", credit_text(u.used), credit_text(u.limit)));
+        let reset = c.usage.as_ref().and_then(|u| u.reset_at).map(|t| t.format("%Y-%m-%d").to_string());
         rows.push(vec![
             c.id.clone(),
             p.status.as_str().to_owned(),
+            or_dash(credits),
+            or_dash(reset),
             breaker,
             in_flight,
             weight,
@@ -379,9 +391,9 @@ mod tests {
         s.listen = Some("127.0.0.1:3456".into());
         let expected = "\
 Two accounts · 127.0.0.1:3456 · up 2m05s · 12 requests · 0.4 req/s · config ok
-PROVIDER   STATUS    BREAKER  IN-FLIGHT  WEIGHT  EWMA  P95  REQ  OK  FAIL  LAST ERROR
-primary    healthy   CLOSED   0/10       70→50   -     -    0    0   0     -
-secondary  draining  off      0/8        30      -     -    0    0   0     -
+PROVIDER   STATUS    CREDITS  RESET  BREAKER  IN-FLIGHT  WEIGHT  EWMA  P95  REQ  OK  FAIL  LAST ERROR
+primary    healthy   -        -      CLOSED   0/10       70→50   -     -    0    0   0     -
+secondary  draining  -        -      off      0/8        30      -     -    0    0   0     -
   secondary: drained by the operator: new requests go elsewhere
 RULE        STRATEGY                        MODEL                          PROVIDERS (weight, picks)
 default     weighted-round-robin +failover  CLAUDE_SONNET_4_20250514_V1_0  primary 50 (0), secondary 30 (0)

@@ -120,7 +120,7 @@ async fn import_from_the_kiro_ide_file_then_list() {
     let out = env.ccr_sim(&["accounts", "import", "--name", "second"]).await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("checked upstream: KIRO FREE, credits 0/1000 used (1000 left)"), "{stdout}");
+    assert!(stdout.contains("checked upstream: KIRO PRO, credits 0/1000 used (1000 left)"), "{stdout}");
     assert!(stdout.contains("in rules: default (weight 40), background"), "{stdout}");
 
     // The copy: ccr's own folder, 0600, same content; the original untouched.
@@ -157,7 +157,7 @@ async fn import_from_the_kiro_ide_file_then_list() {
     assert!(lines[0].starts_with("ID"), "{stdout}");
     assert!(lines[0].contains("CREDITS") && lines[0].contains("RESET") && lines[0].contains("TOKEN EXPIRES"));
     assert!(
-        lines[1].starts_with("first") && lines[1].contains("KIRO FREE") && lines[1].contains("0/1000"),
+        lines[1].starts_with("first") && lines[1].contains("KIRO PRO") && lines[1].contains("0/1000"),
         "{stdout}"
     );
     assert!(lines[2].starts_with("second") && lines[2].trim_end().ends_with("ok"), "{stdout}");
@@ -165,7 +165,7 @@ async fn import_from_the_kiro_ide_file_then_list() {
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 2);
     assert_eq!(rows[1]["id"], "second");
-    assert_eq!(rows[1]["tier"], "KIRO FREE");
+    assert_eq!(rows[1]["tier"], "KIRO PRO");
     assert_eq!(rows[1]["limit"], 1000.0);
     assert_eq!(rows[1]["remaining"], 1000.0);
     assert_eq!(rows[1]["state"], "ok");
@@ -336,7 +336,7 @@ async fn login_by_device_code_then_serve_and_refresh() {
     assert!(stdout.contains(&format!("To sign in, open {base}/device\nand enter the code ")), "{stdout}");
     let code = stdout.split("enter the code ").nth(1).unwrap().lines().next().unwrap();
     assert!(code.len() == 9 && code.as_bytes()[4] == b'-', "{code}");
-    assert!(stdout.contains("logged in as `bid`") && stdout.contains("KIRO FREE"), "{stdout}");
+    assert!(stdout.contains("logged in as `bid`") && stdout.contains("KIRO PRO"), "{stdout}");
     let stats = env.sim.oidc_stats();
     assert_eq!((stats.registrations, stats.device_authorizations, stats.device_polls), (1, 1, 3));
 

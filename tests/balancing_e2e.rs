@@ -18,6 +18,15 @@ fn fast_seed() -> ccr::demo::pool::SimPoolBuilder {
             "connectTimeout": 500,
         }))
         .merge(json!({"routing": {"longContextThreshold": 2000}}))
+        // These tests send every request from one Claude Code session and measure how requests
+        // are spread: conversation affinity (on by default) would keep them all on one account.
+        .merge(json!({"routing": {"rules": {
+            "default": {"loadBalancing": {"sticky": false}},
+            "background": {"loadBalancing": {"sticky": false}},
+            "thinking": {"loadBalancing": {"sticky": false}},
+            "longcontext": {"loadBalancing": {"sticky": false}},
+            "search": {"loadBalancing": {"sticky": false}},
+        }}}))
 }
 
 async fn provider_of(h: &Harness, body: &Value) -> (u16, String, String) {

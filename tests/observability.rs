@@ -177,7 +177,20 @@ async fn every_endpoint_answers_in_its_shape() {
     let primary = &providers["providers"]["primary"];
     assert_eq!(
         keys(primary),
-        ["name", "status", "reason", "available", "blocked", "drained", "healthCheck", "lastError", "token"]
+        [
+            "name",
+            "status",
+            "reason",
+            "available",
+            "blocked",
+            "drained",
+            "healthCheck",
+            "lastError",
+            "usage",
+            "usageError",
+            "sessions",
+            "token"
+        ]
     );
     assert_eq!(primary["name"], "Primary");
     assert_eq!(

@@ -19,6 +19,8 @@ pub enum Command {
     /// Runs the provider's health check now (wakes the health loop; if a probe of that provider
     /// is already running, its result serves).
     CheckNow(String),
+    /// Asks the account's `getUsageLimits` now (wakes the usage poller).
+    CheckUsage(String),
 }
 
 /// Why a command was refused.
@@ -39,6 +41,9 @@ pub enum CommandError {
     /// `CheckNow` for a provider without active health checks.
     #[error("provider {0:?} has no health check configured")]
     NoHealthCheck(String),
+    /// `CheckUsage` for a provider with `usage.enabled: false`.
+    #[error("provider {0:?} has usage checks turned off (usage.enabled: false)")]
+    NoUsageCheck(String),
 }
 
 /// What the balancer must do after a command besides bumping the change counter.
@@ -50,6 +55,8 @@ pub(crate) enum Effect {
     WakeWaiters,
     /// Wake the health loop.
     WakeHealth,
+    /// Wake the usage poller.
+    WakeUsage,
 }
 
 impl State {
@@ -146,6 +153,12 @@ impl State {
                 if p.quota_until.take().is_some_and(|t| t > now) {
                     cleared.push("quota exclusion cleared".to_owned());
                 }
+                if p.account.suspended.take().is_some() {
+                    cleared.push("suspension cleared".to_owned());
+                }
+                if p.account.needs_login.take().is_some() {
+                    cleared.push("login state cleared".to_owned());
+                }
                 if cleared.is_empty() {
                     cleared.push("no breaker configured, nothing to clear".to_owned());
                 }
@@ -164,6 +177,16 @@ impl State {
                     p.health.next_check = Some(now);
                 }
                 Ok((format!("{provider}: health check requested"), Effect::WakeHealth))
+            }
+            Command::CheckUsage(provider) => {
+                let p = self
+                    .provider(&provider)
+                    .ok_or_else(|| CommandError::UnknownProvider(provider.clone()))?;
+                if p.spec.usage.is_none() {
+                    return Err(CommandError::NoUsageCheck(provider));
+                }
+                self.usage_check_now.insert(provider.clone());
+                Ok((format!("{provider}: usage check requested"), Effect::WakeUsage))
             }
         }
     }

@@ -20,8 +20,11 @@
 //! 3. else if every candidate's breaker refuses: [`SelectError::AllOpen`] with a retry hint;
 //! 4. else [`SelectError::Unavailable`].
 
+mod account;
+mod affinity;
 mod breaker;
 mod command;
+mod credits;
 mod ewma;
 mod health;
 mod snapshot;
@@ -30,8 +33,13 @@ mod state;
 mod strategy;
 mod util;
 
+pub use account::{
+    DEFAULT_USAGE_REFRESH, MIN_USAGE_REFRESH, UsageParams, UsageProblem, UsageSnapshot, until_wall,
+};
+pub use affinity::{Affinity, DEFAULT_MAX_SESSIONS, DEFAULT_STICKY_TTL, SessionInfo, Sessions};
 pub use breaker::{Admission, Breaker, BreakerState};
 pub use command::{Command, CommandError};
+pub use credits::{CREDITS_FLOOR, credit_weights};
 pub use ewma::PeakEwma;
 pub use health::{MIN_HEALTH_INTERVAL, ProbeFn, spawn_health_loop};
 pub use snapshot::{
@@ -79,12 +87,16 @@ pub enum FailureKind {
     QuotaExhausted { until: Option<Instant> },
     /// The upstream broke the protocol (corrupt frame, unexpected event).
     Protocol,
+    /// 403 "temporarily is suspended": out of rotation until the operator resets it.
+    Suspended,
+    /// The token refresh was refused (`invalid_grant`): the account needs a new login.
+    NeedsLogin,
 }
 
 impl FailureKind {
     /// Whether this failure counts toward opening the breaker (design §7).
     pub fn counts_against_breaker(&self) -> bool {
-        !matches!(self, FailureKind::QuotaExhausted { .. })
+        !matches!(self, FailureKind::QuotaExhausted { .. } | FailureKind::Suspended | FailureKind::NeedsLogin)
     }
 }
 
@@ -100,6 +112,8 @@ impl fmt::Display for FailureKind {
             FailureKind::Auth => f.write_str("authentication failed"),
             FailureKind::QuotaExhausted { .. } => f.write_str("quota exhausted"),
             FailureKind::Protocol => f.write_str("protocol error"),
+            FailureKind::Suspended => f.write_str("account suspended"),
+            FailureKind::NeedsLogin => f.write_str("login expired"),
         }
     }
 }
@@ -126,6 +140,15 @@ pub enum SelectError {
     Unavailable { retry_after: Option<Duration> },
 }
 
+/// What a request tells the balancer about itself besides its category.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Placement<'a> {
+    /// The conversation's session key, for affinity.
+    pub session: Option<&'a str>,
+    /// The Kiro model id it will send: accounts that cannot serve it are skipped.
+    pub model: Option<&'a str>,
+}
+
 /// The load balancer: shared runtime state plus the signals around it. Cheap to share as `Arc`.
 #[derive(Debug)]
 pub struct Balancer {
@@ -138,6 +161,8 @@ pub struct Balancer {
     reconfigured: watch::Sender<u64>,
     /// Wakes the health loop when the operator asks for a check.
     health_wake: Notify,
+    /// Wakes the usage poller when a check is wanted now.
+    usage_wake: Notify,
     started: Instant,
     started_at_unix_ms: u64,
 }
@@ -155,6 +180,7 @@ impl Balancer {
             changes: watch::channel(0).0,
             reconfigured: watch::channel(0).0,
             health_wake: Notify::new(),
+            usage_wake: Notify::new(),
             started: now,
             started_at_unix_ms,
         })
@@ -176,9 +202,22 @@ impl Balancer {
     /// order of fallbacks. Waits only when every usable candidate is at capacity: at most
     /// `queue_timeout`, and only if fewer than `max_queue` requests are already waiting.
     pub async fn select(self: &Arc<Self>, category: &str, excluded: &[String]) -> Result<Lease, SelectError> {
+        self.select_for(category, excluded, Placement::default()).await
+    }
+
+    /// [`Balancer::select`] for a request with a session key and a model: a sticky rule keeps
+    /// the conversation on its bound provider while that is eligible (waiting for it while it is
+    /// only at capacity, up to the queue timeout), else places it anew and binds it there.
+    pub async fn select_for(
+        self: &Arc<Self>,
+        category: &str,
+        excluded: &[String],
+        place: Placement<'_>,
+    ) -> Result<Lease, SelectError> {
         let start = Instant::now();
         let mut deadline: Option<Instant> = None;
         let mut slot: Option<QueueSlot<'_>> = None;
+        let mut patience = true;
         loop {
             // Register for a release before looking, so one that happens in between is not missed.
             let released = self.released.notified();
@@ -188,7 +227,7 @@ impl Balancer {
             let now = Instant::now();
             let attempt = {
                 let mut st = self.lock();
-                let attempt = st.try_pick(category, excluded, now);
+                let attempt = st.try_pick(category, excluded, &place, patience, now);
                 if matches!(attempt, Attempt::Wait) && slot.is_none() {
                     if st.waiting >= st.spec.max_queue {
                         return Err(SelectError::Overloaded { waited: now - start });
@@ -220,6 +259,11 @@ impl Balancer {
                 Attempt::Wait => {
                     let deadline = deadline.unwrap_or(now);
                     if now >= deadline {
+                        if patience && place.session.is_some() {
+                            // Waited as long as allowed for the bound provider: move.
+                            patience = false;
+                            continue;
+                        }
                         return Err(SelectError::Overloaded { waited: now - start });
                     }
                     self.bump();
@@ -243,6 +287,16 @@ impl Balancer {
         })
     }
 
+    /// How many providers one request for `category` may try: all of its rule's providers when a
+    /// failed attempt may move on ([`Balancer::rule_failover`]), else one. One look at the rule.
+    pub fn max_attempts(&self, category: &str) -> usize {
+        self.lock().rule_for(category).map_or(1, |r| {
+            let failover =
+                r.spec.failover || (r.spec.strategy == StrategyKind::Single && r.spec.fallback.is_some());
+            if failover { r.candidates.len().max(1) } else { 1 }
+        })
+    }
+
     /// The strategy of the rule serving `category`.
     pub fn rule_strategy(&self, category: &str) -> Option<StrategyKind> {
         self.lock().rule_kind(category)
@@ -262,6 +316,7 @@ impl Balancer {
             Effect::None => {}
             Effect::WakeWaiters => self.released.notify_waiters(),
             Effect::WakeHealth => self.health_wake.notify_one(),
+            Effect::WakeUsage => self.usage_wake.notify_one(),
         }
         Ok(message)
     }
@@ -274,6 +329,7 @@ impl Balancer {
     pub fn reconfigure(&self, spec: BalancerSpec) {
         self.lock().reconfigure(spec, Instant::now());
         self.reconfigured.send_modify(|v| *v = v.wrapping_add(1));
+        self.usage_wake.notify_one();
         self.bump();
         self.released.notify_waiters();
     }
@@ -289,6 +345,46 @@ impl Balancer {
         } else {
             tracing::debug!(provider = %id, "health result for a provider no longer configured: ignored");
         }
+    }
+
+    /// Records a usage check's result (see the usage poller).
+    pub fn record_usage(&self, id: &str, result: Result<crate::usage::UsageReport, UsageProblem>) {
+        if self.lock().record_usage(id, result, Instant::now()) {
+            self.bump();
+            self.released.notify_waiters();
+        }
+    }
+
+    /// Adds the credits an answer's `meteringEvent` reported to provider `id`'s usage.
+    pub fn record_metering(&self, id: &str, credits: f64) {
+        self.lock().record_metering(id, credits, Instant::now());
+        self.bump();
+    }
+
+    /// Sets provider `id`'s model list (protocol notes §7.2); `None` falls back to the tier rule.
+    pub fn set_models(&self, id: &str, models: Option<Vec<String>>) {
+        self.lock().set_models(id, models);
+        self.bump();
+    }
+
+    /// What is known about conversation `session`.
+    pub fn session(&self, session: &str) -> Option<SessionInfo> {
+        self.lock().sessions.info(session, Instant::now())
+    }
+
+    /// Providers with usage polling, with their settings.
+    pub fn usage_targets(&self) -> Vec<(String, UsageParams)> {
+        self.lock().providers.iter().filter_map(|p| p.spec.usage.map(|u| (p.spec.id.clone(), u))).collect()
+    }
+
+    /// Providers whose usage should be checked now (taken: each request is served once).
+    pub fn take_usage_check_now(&self) -> BTreeSet<String> {
+        std::mem::take(&mut self.lock().usage_check_now)
+    }
+
+    /// Resolves when a usage check is wanted now (or the config changed).
+    pub async fn usage_wanted(&self) {
+        self.usage_wake.notified().await;
     }
 
     /// A plain-data copy of the whole state.
@@ -338,7 +434,8 @@ impl Balancer {
 
     fn finish_lease(&self, lease: &Lease, outcome: Outcome) {
         let now = Instant::now();
-        self.lock().finish(
+        let mut st = self.lock();
+        st.finish(
             &lease.picked.provider,
             lease.picked.uid,
             &lease.category,
@@ -348,6 +445,11 @@ impl Balancer {
             outcome,
             now,
         );
+        let wake_usage = !st.usage_check_now.is_empty();
+        drop(st);
+        if wake_usage {
+            self.usage_wake.notify_one();
+        }
         self.bump();
         self.released.notify_waiters();
     }
@@ -402,6 +504,17 @@ impl Lease {
     /// Which attempt of the request this is (1 for the first; one more per excluded provider).
     pub fn attempt(&self) -> usize {
         self.attempt
+    }
+
+    /// What happened to the conversation's binding, when the request has a session key and
+    /// its rule is sticky.
+    pub fn affinity(&self) -> Option<Affinity> {
+        self.picked.affinity
+    }
+
+    /// Reports credits an answer's `meteringEvent` said it cost.
+    pub fn metered(&self, credits: f64) {
+        self.balancer.record_metering(&self.picked.provider, credits);
     }
 
     /// Whether this request is its provider's half-open breaker probe.

@@ -50,6 +50,10 @@ pub enum BlockReason {
     Unhealthy,
     /// In flight at `max_concurrent`.
     AtCapacity,
+    /// The upstream suspended the account.
+    Suspended,
+    /// The account's login is dead.
+    NeedsLogin,
 }
 
 /// Request counters.
@@ -195,6 +199,16 @@ pub struct ProviderSnapshot {
     pub by_category: BTreeMap<String, Counters>,
     /// The last failure (request or probe).
     pub last_error: Option<ErrorSnapshot>,
+    /// Credits, when usage checks are on and one has answered.
+    pub usage: Option<super::account::UsageSnapshot>,
+    /// Why the last usage check failed.
+    pub usage_error: Option<String>,
+    /// Conversations bound to it.
+    pub sessions: usize,
+    /// Why the upstream suspended it (out of rotation until the operator resets it).
+    pub suspended: Option<String>,
+    /// Why it needs a new login.
+    pub needs_login: Option<String>,
 }
 
 impl ProviderSnapshot {
@@ -290,6 +304,7 @@ pub(crate) fn build(
 ) -> BalancerSnapshot {
     let ms = |t: Instant| ms_since(started, t);
     let dur_ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    state.sessions.sweep(now);
     let providers = state
         .providers
         .iter_mut()
@@ -348,6 +363,11 @@ pub(crate) fn build(
                     .last_error
                     .as_ref()
                     .map(|(at, message)| ErrorSnapshot { at_ms: ms(*at), message: message.clone() }),
+                usage: p.account.snapshot(),
+                usage_error: p.account.usage_error.clone(),
+                sessions: state.sessions.bound_count(&p.spec.id),
+                suspended: p.account.suspended.clone(),
+                needs_login: p.account.needs_login.clone(),
             }
         })
         .collect();

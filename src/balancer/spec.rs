@@ -21,6 +21,8 @@ pub enum StrategyKind {
     ResponseTime,
     /// The first provider; when it is not eligible, the rule's `fallback`; nothing else.
     Single,
+    /// Weight ∝ remaining credits ÷ days until the account's reset (see [`super::credits`]).
+    Credits,
 }
 
 impl StrategyKind {
@@ -32,6 +34,7 @@ impl StrategyKind {
             StrategyKind::LeastConnections => "least-connections",
             StrategyKind::ResponseTime => "response-time",
             StrategyKind::Single => "single",
+            StrategyKind::Credits => "credits",
         }
     }
 }
@@ -65,7 +68,7 @@ pub struct HealthParams {
 }
 
 /// One provider (one Kiro account) as the balancer sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProviderSpec {
     /// Unique id, as used in rules and commands.
     pub id: String,
@@ -79,6 +82,8 @@ pub struct ProviderSpec {
     pub health: Option<HealthParams>,
     /// Samples of latency history kept for the dashboard.
     pub latency_window: usize,
+    /// Usage polling and reserve, when enabled.
+    pub usage: Option<super::account::UsageParams>,
 }
 
 /// One routing rule: a category's ordered providers and how to pick among them.
@@ -98,6 +103,10 @@ pub struct RuleSpec {
     pub health_check: bool,
     /// For `single`: the provider used when the first is not eligible.
     pub fallback: Option<String>,
+    /// Keep a conversation on the account that served it (conversation affinity).
+    pub sticky: bool,
+    /// A conversation idle this long is placed afresh.
+    pub sticky_ttl: Duration,
 }
 
 /// Everything the balancer needs: providers, rules and the capacity queue.
@@ -117,6 +126,8 @@ pub struct BalancerSpec {
     /// Time to first byte assumed for a provider with no samples, and the value an idle
     /// provider's estimate decays back to, so that it is tried (again).
     pub default_ttfb: Duration,
+    /// Most conversations remembered for affinity (least recently seen evicted first).
+    pub max_sessions: usize,
 }
 
 /// Default of [`BalancerSpec::queue_timeout`].
@@ -138,6 +149,7 @@ impl Default for BalancerSpec {
             max_queue: DEFAULT_MAX_QUEUE,
             latency_decay: DEFAULT_LATENCY_DECAY,
             default_ttfb: DEFAULT_TTFB,
+            max_sessions: super::affinity::DEFAULT_MAX_SESSIONS,
         }
     }
 }

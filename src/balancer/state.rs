@@ -3,13 +3,15 @@
 //! per rule its strategy state and pick counts. Everything here is synchronous and takes `now` as
 //! an argument; the async parts (queueing, the health loop) live outside.
 
+use super::account::{AccountState, Usage, UsageProblem, until_wall};
+use super::affinity::{Affinity, DEFAULT_STICKY_TTL, Sessions};
 use super::breaker::{Admission, Breaker};
 use super::ewma::PeakEwma;
 use super::snapshot::{BlockReason, Counters, HealthStatus, SampleSource};
 use super::spec::{BalancerSpec, ProviderSpec, RuleSpec, StrategyKind};
 use super::strategy::{Candidate, StrategyState};
 use super::util::later;
-use super::{FailureKind, SelectError};
+use super::{FailureKind, Placement, SelectError};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -71,12 +73,26 @@ pub(crate) struct Blocks {
     pub breaker: Option<Option<Instant>>,
     pub unhealthy: bool,
     pub at_capacity: bool,
+    /// Suspended by the upstream (403 "temporarily is suspended").
+    pub suspended: bool,
+    /// Its login is dead (refresh answered `invalid_grant`).
+    pub needs_login: bool,
+    /// Its tier or model list does not include the request's model: skipped while another can
+    /// serve (when none can, the upstream has the last word).
+    pub model_not_served: bool,
+    /// At or below its credit reserve: skipped while another can serve.
+    pub below_reserve: bool,
 }
 
 impl Blocks {
     /// Blocked by something other than health checks and capacity?
     fn hard(&self) -> bool {
-        self.drained || self.cooling_until.is_some() || self.quota_until.is_some() || self.breaker.is_some()
+        self.drained
+            || self.cooling_until.is_some()
+            || self.quota_until.is_some()
+            || self.breaker.is_some()
+            || self.suspended
+            || self.needs_login
     }
 
     /// The reasons, for snapshots.
@@ -100,12 +116,18 @@ impl Blocks {
         if self.at_capacity {
             out.push(BlockReason::AtCapacity);
         }
+        if self.suspended {
+            out.push(BlockReason::Suspended);
+        }
+        if self.needs_login {
+            out.push(BlockReason::NeedsLogin);
+        }
         out
     }
 
     /// When every time-bounded block has lifted, if the provider has only time-bounded blocks.
     fn free_at(&self, now: Instant) -> Option<Instant> {
-        if self.drained || self.unhealthy || self.at_capacity {
+        if self.drained || self.unhealthy || self.at_capacity || self.suspended || self.needs_login {
             return None;
         }
         let breaker = match self.breaker {
@@ -136,6 +158,8 @@ pub(crate) struct ProviderState {
     pub by_category: BTreeMap<String, Counters>,
     pub last_error: Option<(Instant, String)>,
     pub samples: VecDeque<Sample>,
+    /// Credits, tier, model list, suspension, login.
+    pub account: AccountState,
 }
 
 impl ProviderState {
@@ -155,11 +179,17 @@ impl ProviderState {
             by_category: BTreeMap::new(),
             last_error: None,
             samples: VecDeque::new(),
+            account: AccountState::default(),
         }
     }
 
     /// Why this provider cannot take a request now (with time-driven transitions applied).
     pub fn blocks(&mut self, now: Instant) -> Blocks {
+        self.blocks_for(now, None)
+    }
+
+    /// [`ProviderState::blocks`] for a request of `model` (a Kiro model id), when known.
+    pub fn blocks_for(&mut self, now: Instant, model: Option<&str>) -> Blocks {
         if self.cooldown_until.is_some_and(|t| t <= now) {
             self.cooldown_until = None;
         }
@@ -177,6 +207,10 @@ impl ProviderState {
             breaker,
             unhealthy: self.health.status == HealthStatus::Unhealthy,
             at_capacity: self.spec.max_concurrent > 0 && self.in_flight >= self.spec.max_concurrent,
+            suspended: self.account.suspended.is_some(),
+            needs_login: self.account.needs_login.is_some(),
+            model_not_served: !self.account.serves(model),
+            below_reserve: self.account.below_reserve(self.spec.usage.map_or(0.0, |u| u.reserve)),
         }
     }
 
@@ -240,6 +274,8 @@ pub(crate) struct Picked {
     pub rule: String,
     pub probe: Option<u64>,
     pub health_override: bool,
+    /// What happened to the conversation's binding (none without a session key or stickiness).
+    pub affinity: Option<Affinity>,
 }
 
 /// Result of one synchronous selection attempt.
@@ -272,6 +308,10 @@ pub(crate) struct State {
     pub waiting: usize,
     /// Providers whose health check the operator asked to run now.
     pub check_now: BTreeSet<String>,
+    /// Providers whose usage should be checked now (after a 429 / 402, or asked for).
+    pub usage_check_now: BTreeSet<String>,
+    /// Conversation bindings.
+    pub sessions: Sessions,
 }
 
 impl State {
@@ -285,6 +325,8 @@ impl State {
             next_uid: 1,
             waiting: 0,
             check_now: BTreeSet::new(),
+            usage_check_now: BTreeSet::new(),
+            sessions: Sessions::new(spec.max_sessions, DEFAULT_STICKY_TTL),
         };
         state.reconfigure(spec, now);
         state
@@ -317,11 +359,21 @@ impl State {
     }
 
     /// One synchronous selection attempt for `category`, skipping `excluded`.
-    pub fn try_pick(&mut self, category: &str, excluded: &[String], now: Instant) -> Attempt {
+    ///
+    /// With a session key and a sticky rule, the conversation's bound provider is used while it
+    /// is eligible; while it is only at capacity and `patience` holds, the request waits for it.
+    pub fn try_pick(
+        &mut self,
+        category: &str,
+        excluded: &[String],
+        place: &Placement<'_>,
+        patience: bool,
+        now: Instant,
+    ) -> Attempt {
         let Some(rule_pos) = self.rule_pos(category) else {
             return Attempt::Fail(SelectError::NoRule(category.to_owned()));
         };
-        let State { providers, provider_index, rules, .. } = self;
+        let State { providers, provider_index, rules, sessions, .. } = self;
         let rule = &mut rules[rule_pos];
 
         // Evaluate every candidate of the rule (the strategy state is indexed by rule position).
@@ -331,8 +383,11 @@ impl State {
                 entries.push((usize::MAX, None));
                 continue;
             };
-            let blocks =
-                if excluded.iter().any(|e| e == id) { None } else { Some(providers[pi].blocks(now)) };
+            let blocks = if excluded.iter().any(|e| e == id) {
+                None
+            } else {
+                Some(providers[pi].blocks_for(now, place.model))
+            };
             entries.push((pi, blocks));
         }
         let live: Vec<&Blocks> = entries.iter().filter_map(|(_, b)| b.as_ref()).collect();
@@ -374,21 +429,68 @@ impl State {
             }
         }
 
-        let cands: Vec<Candidate> = entries
-            .iter()
-            .zip(&usable)
-            .map(|(&(pi, _), &ok)| match providers.get(pi) {
-                Some(p) => Candidate {
-                    eligible: ok,
-                    weight: rule.weight(p),
-                    in_flight: p.in_flight,
-                    latency_ms: p.ewma.value_ms(now),
-                },
-                None => Candidate { eligible: false, weight: 0, in_flight: 0, latency_ms: 0.0 },
-            })
-            .collect();
-        let Some(pos) = rule.strategy.pick(&cands) else {
-            return Attempt::Fail(unavailable(&live, now));
+        // Accounts whose tier lacks the model, then accounts at or below their credit reserve,
+        // only serve when nothing else can.
+        let soft: [fn(&Blocks) -> bool; 2] = [|b| b.model_not_served, |b| b.below_reserve];
+        for skip in soft {
+            let preferred: Vec<bool> =
+                entries.iter().zip(&usable).map(|((_, b), &u)| u && !b.as_ref().is_some_and(skip)).collect();
+            if preferred.iter().any(|&u| u) {
+                usable = preferred;
+            }
+        }
+
+        // Conversation affinity: the bound provider while it is eligible.
+        // Not for `single`: it already names the account, and its fallback only stands in while
+        // the first provider cannot serve (conversations go back to it).
+        let session =
+            place.session.filter(|_| rule.spec.sticky && rule.spec.strategy != StrategyKind::Single);
+        let bound_pos = session.and_then(|s| {
+            let bound = sessions.bound_to(s, &rule.spec.category, rule.spec.sticky_ttl, now)?;
+            rule.candidates.iter().position(|c| c == bound)
+        });
+        let mut affinity = session.map(|_| if bound_pos.is_some() { Affinity::Moved } else { Affinity::New });
+        let kept = bound_pos.filter(|&i| usable[i]);
+        if kept.is_none()
+            && patience
+            && let Some(i) = bound_pos
+            && entries[i].1.as_ref().is_some_and(capacity_only)
+        {
+            return Attempt::Wait;
+        }
+
+        let pos = match kept {
+            Some(i) => {
+                affinity = Some(Affinity::Kept);
+                i
+            }
+            None => {
+                let credits_now = (rule.spec.strategy == StrategyKind::Credits).then(chrono::Utc::now);
+                let cands: Vec<Candidate> = entries
+                    .iter()
+                    .zip(&usable)
+                    .map(|(&(pi, _), &ok)| match providers.get(pi) {
+                        Some(p) => Candidate {
+                            eligible: ok,
+                            weight: rule.weight(p),
+                            in_flight: p.in_flight,
+                            latency_ms: p.ewma.value_ms(now),
+                            credits: credits_now.and_then(|t| p.account.credits_rate(t)),
+                        },
+                        None => Candidate {
+                            eligible: false,
+                            weight: 0,
+                            in_flight: 0,
+                            latency_ms: 0.0,
+                            credits: None,
+                        },
+                    })
+                    .collect();
+                let Some(pos) = rule.strategy.pick(&cands) else {
+                    return Attempt::Fail(unavailable(&live, now));
+                };
+                pos
+            }
         };
         let pi = entries[pos].0;
         let Some(p) = providers.get_mut(pi) else {
@@ -407,12 +509,16 @@ impl State {
         if let Some(n) = rule.picks.get_mut(pos) {
             *n += 1;
         }
+        if let Some(s) = session {
+            sessions.bind(s, &rule.spec.category, category, &p.spec.id, excluded.is_empty(), now);
+        }
         Attempt::Picked(Picked {
             provider: p.spec.id.clone(),
             uid: p.uid,
             rule: rule.spec.category.clone(),
             probe,
             health_override,
+            affinity,
         })
     }
 
@@ -440,6 +546,7 @@ impl State {
         outcome: Outcome,
         now: Instant,
     ) {
+        let mut check_usage = false;
         let Some(p) = self.incarnation_mut(id, uid) else { return };
         p.in_flight = p.in_flight.saturating_sub(1);
         match outcome {
@@ -469,11 +576,33 @@ impl State {
                         let until = later(now, wait);
                         p.cooldown_until = Some(p.cooldown_until.map_or(until, |t| t.max(until)));
                         tracing::warn!(provider = %p.spec.id, cooldown_secs = wait.as_secs(), "rate limited: cooling down");
+                        // Many Kiro 429s are exhausted credits: ask the account.
+                        if p.spec.usage.is_some() {
+                            check_usage = true;
+                        }
                     }
                     FailureKind::QuotaExhausted { until } => {
-                        let until = until.unwrap_or_else(|| later(now, DEFAULT_QUOTA_BACKOFF));
+                        // The reset the account reported wins over the caller's estimate.
+                        let reported = p
+                            .account
+                            .usage
+                            .as_ref()
+                            .and_then(|u| u.report.reset_at)
+                            .map(|at| later(now, until_wall(at, chrono::Utc::now())));
+                        let until = reported.or(until).unwrap_or_else(|| later(now, DEFAULT_QUOTA_BACKOFF));
                         p.quota_until = Some(until);
                         tracing::warn!(provider = %p.spec.id, "quota exhausted: out until the quota resets");
+                        if p.spec.usage.is_some() {
+                            check_usage = true;
+                        }
+                    }
+                    FailureKind::Suspended => {
+                        tracing::error!(provider = %p.spec.id, "account suspended by the upstream: out of rotation until reset by the operator");
+                        p.account.suspended = Some(detail.clone());
+                    }
+                    FailureKind::NeedsLogin => {
+                        tracing::error!(provider = %p.spec.id, "the account's login is no longer valid: log in again");
+                        p.account.needs_login = Some(detail.clone());
                     }
                     FailureKind::Timeout if !first_byte_seen => {
                         // No first byte within the timeout: that is a (lower bound of a) slow sample.
@@ -495,6 +624,9 @@ impl State {
                     }
                 }
             }
+        }
+        if check_usage {
+            self.usage_check_now.insert(id.to_owned());
         }
     }
 
@@ -618,6 +750,15 @@ impl State {
         }
 
         self.check_now.retain(|id| provider_index.contains_key(id));
+        self.usage_check_now.retain(|id| provider_index.contains_key(id));
+        let ttl = rules
+            .iter()
+            .filter(|r: &&RuleState| r.spec.sticky)
+            .map(|r| r.spec.sticky_ttl)
+            .max()
+            .unwrap_or(DEFAULT_STICKY_TTL);
+        self.sessions.set_limits(spec.max_sessions, ttl);
+        self.sessions.sweep(now);
         self.providers = providers;
         self.provider_index = provider_index;
         self.rules = rules;
@@ -667,4 +808,79 @@ fn unavailable(live: &[&Blocks], now: Instant) -> SelectError {
     }
     let soonest = live.iter().filter_map(|b| b.free_at(now)).min().map(|t| t.saturating_duration_since(now));
     SelectError::Unavailable { retry_after: soonest }
+}
+
+impl State {
+    /// Records a usage check's result for provider `id`. Returns false when it is unknown.
+    ///
+    /// A report replaces the metered credits counted since the last one. Credits used up make
+    /// the account `quota_exhausted` until the reset it reports (else the first of next month,
+    /// UTC). A success also ends `needs_login` (the token works again).
+    pub fn record_usage(
+        &mut self,
+        id: &str,
+        result: Result<crate::usage::UsageReport, UsageProblem>,
+        now: Instant,
+    ) -> bool {
+        let Some(p) = self.provider_mut(id) else { return false };
+        let wall = chrono::Utc::now();
+        match result {
+            Ok(report) => {
+                p.account.usage = Some(Usage { report, metered: 0.0, checked_at: wall });
+                p.account.usage_error = None;
+                if p.account.needs_login.take().is_some() {
+                    tracing::info!(provider = %id, "login works again");
+                }
+                mark_exhausted(p, now, wall);
+            }
+            Err(UsageProblem::Suspended(reason)) => {
+                tracing::error!(provider = %id, "account suspended by the upstream: out of rotation until reset by the operator");
+                p.account.suspended = Some(reason.clone());
+                p.account.usage_error = Some(reason);
+            }
+            Err(UsageProblem::NeedsLogin(reason)) => {
+                tracing::error!(provider = %id, "the account's login is no longer valid: log in again");
+                p.account.needs_login = Some(reason.clone());
+                p.account.usage_error = Some(reason);
+            }
+            Err(UsageProblem::Other(reason)) => {
+                tracing::warn!(provider = %id, "usage check failed: {reason}");
+                p.account.usage_error = Some(reason);
+            }
+        }
+        true
+    }
+
+    /// Adds the credits one answer's `meteringEvent` reported.
+    pub fn record_metering(&mut self, id: &str, credits: f64, now: Instant) {
+        let Some(p) = self.provider_mut(id) else { return };
+        let Some(u) = p.account.usage.as_mut() else { return };
+        if credits.is_finite() && credits > 0.0 {
+            u.metered += credits;
+            mark_exhausted(p, now, chrono::Utc::now());
+        }
+    }
+
+    /// Sets the account's model list (§7.2), replacing the tier rule.
+    pub fn set_models(&mut self, id: &str, models: Option<Vec<String>>) {
+        if let Some(p) = self.provider_mut(id) {
+            p.account.models = models;
+        }
+    }
+}
+
+/// Credits used up: out until the reported reset.
+fn mark_exhausted(p: &mut ProviderState, now: Instant, wall: chrono::DateTime<chrono::Utc>) {
+    if !p.account.exhausted() || p.quota_until.is_some_and(|t| t > now) {
+        return;
+    }
+    let reset = p
+        .account
+        .usage
+        .as_ref()
+        .and_then(|u| u.report.reset_at)
+        .filter(|t| *t > wall)
+        .unwrap_or_else(|| crate::usage::next_quota_reset(wall));
+    p.quota_until = Some(later(now, until_wall(reset, wall)));
+    tracing::warn!(provider = %p.spec.id, reset = %reset, "credits used up: out until the reset");
 }

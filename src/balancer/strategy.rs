@@ -16,6 +16,8 @@ pub struct Candidate {
     pub in_flight: u32,
     /// Peak-EWMA time to first byte, in ms.
     pub latency_ms: f64,
+    /// Remaining credits ÷ days to reset, when the account's usage is known (`credits` strategy).
+    pub credits: Option<f64>,
 }
 
 /// Per-rule strategy state.
@@ -31,6 +33,8 @@ pub enum StrategyState {
     ResponseTime,
     /// Stateless: first eligible in order (the first provider, then the fallback).
     Single,
+    /// Smooth weighted round-robin over credit weights (see [`super::credits`]).
+    Credits { current: Vec<f64> },
 }
 
 impl StrategyState {
@@ -42,6 +46,7 @@ impl StrategyState {
             StrategyKind::LeastConnections => StrategyState::LeastConnections,
             StrategyKind::ResponseTime => StrategyState::ResponseTime,
             StrategyKind::Single => StrategyState::Single,
+            StrategyKind::Credits => StrategyState::Credits { current: vec![0.0; n] },
         }
     }
 
@@ -53,6 +58,7 @@ impl StrategyState {
             StrategyState::LeastConnections => StrategyKind::LeastConnections,
             StrategyState::ResponseTime => StrategyKind::ResponseTime,
             StrategyState::Single => StrategyKind::Single,
+            StrategyState::Credits { .. } => StrategyKind::Credits,
         }
     }
 
@@ -64,6 +70,7 @@ impl StrategyState {
             StrategyState::LeastConnections => pick_least_connections(candidates),
             StrategyState::ResponseTime => pick_response_time(candidates),
             StrategyState::Single => candidates.iter().position(|c| c.eligible),
+            StrategyState::Credits { current } => super::credits::pick_credits(current, candidates),
         }
     }
 }
@@ -156,7 +163,7 @@ mod tests {
     use super::*;
 
     fn cand(weight: u32) -> Candidate {
-        Candidate { eligible: true, weight, in_flight: 0, latency_ms: 250.0 }
+        Candidate { eligible: true, weight, in_flight: 0, latency_ms: 250.0, credits: None }
     }
 
     fn sequence(state: &mut StrategyState, cands: &[Candidate], n: usize) -> Vec<usize> {

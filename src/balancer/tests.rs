@@ -14,6 +14,7 @@ fn provider(id: &str, weight: u32, max_concurrent: u32) -> ProviderSpec {
         breaker: None,
         health: None,
         latency_window: 10,
+        usage: None,
     }
 }
 
@@ -41,6 +42,8 @@ fn rule(category: &str, strategy: StrategyKind, providers: &[&str]) -> RuleSpec 
         failover: true,
         health_check: false,
         fallback: None,
+        sticky: true,
+        sticky_ttl: DEFAULT_STICKY_TTL,
     }
 }
 
@@ -247,6 +250,7 @@ async fn unknown_category_uses_default_rule_and_no_default_is_an_error() {
     assert!(!b.rule_failover("search"), "single without fallback and without failover");
     assert_eq!(b.rule_strategy("search"), Some(StrategyKind::Single));
     assert_eq!(b.rule_provider_count("search"), 1);
+    assert_eq!((b.max_attempts("thinking"), b.max_attempts("search")), (2, 1));
     assert_eq!(b.rule_category("thinking").as_deref(), Some("default"));
     let counters = b.snapshot().provider("a").expect("a").by_category.get("thinking").copied();
     assert_eq!(counters, Some(Counters { requests: 1, successes: 0, failures: 0, neutral: 1 }));
@@ -1119,5 +1123,60 @@ mod health_loop {
         }
         stop.send(true).expect("alive");
         handle.await.expect("ends");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn affinity_keeps_then_forgets_after_the_sticky_ttl() {
+        let mut r = rule("default", StrategyKind::RoundRobin, &["a", "b"]);
+        r.sticky_ttl = Duration::from_secs(600);
+        let b = Balancer::new(spec(vec![provider("a", 1, 0), provider("b", 1, 0)], vec![r]));
+        let place = Placement { session: Some("s1"), model: None };
+        let first = b.select_for("default", &[], place).await.expect("pick");
+        assert_eq!((first.id(), first.affinity()), ("a", Some(Affinity::New)));
+        first.success(Duration::from_millis(5));
+        // Another conversation takes the next round-robin slot.
+        let other =
+            b.select_for("default", &[], Placement { session: Some("s2"), model: None }).await.expect("pick");
+        assert_eq!(other.id(), "b");
+        other.success(Duration::from_millis(5));
+        advance(Duration::from_secs(599)).await;
+        let kept = b.select_for("default", &[], place).await.expect("pick");
+        assert_eq!((kept.id(), kept.affinity()), ("a", Some(Affinity::Kept)));
+        kept.success(Duration::from_millis(5));
+        assert_eq!(b.snapshot().provider("a").map(|p| p.sessions), Some(1));
+        // Idle for the whole TTL: evicted (paused time, no wall clock), placed afresh.
+        advance(Duration::from_secs(600)).await;
+        assert_eq!(b.snapshot().provider("a").map(|p| p.sessions), Some(0));
+        assert!(b.session("s1").is_none(), "evicted");
+        let fresh = b.select_for("default", &[], place).await.expect("pick");
+        assert_eq!(fresh.affinity(), Some(Affinity::New));
+        // Without a session key, no affinity at all.
+        let plain = b.select("default", &[]).await.expect("pick");
+        assert_eq!(plain.affinity(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bound_provider_at_capacity_is_waited_for_then_left() {
+        let b = Balancer::new(spec(
+            vec![provider("a", 1, 1), provider("b", 1, 0)],
+            vec![rule("default", StrategyKind::RoundRobin, &["a", "b"])],
+        ));
+        let place = Placement { session: Some("s"), model: None };
+        let held = b.select_for("default", &[], place).await.expect("pick");
+        assert_eq!(held.id(), "a");
+        // a is at its cap: the next turn waits for it and gets it when it frees up.
+        let b2 = Arc::clone(&b);
+        let waiter = tokio::spawn(async move {
+            let lease = b2.select_for("default", &[], place).await.expect("pick");
+            (lease.id().to_owned(), lease.affinity())
+        });
+        advance(Duration::from_millis(500)).await;
+        held.success(Duration::from_millis(5));
+        assert_eq!(waiter.await.expect("joined"), ("a".to_owned(), Some(Affinity::Kept)));
+        // Held past the queue timeout: the conversation moves to b.
+        let held = b.select_for("default", &[], place).await.expect("pick");
+        let moved = b.select_for("default", &[], place).await.expect("moves after the queue timeout");
+        assert_eq!((moved.id(), moved.affinity()), ("b", Some(Affinity::Moved)));
+        drop(held);
     }
 }

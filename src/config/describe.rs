@@ -47,7 +47,10 @@ impl Config {
         let rows: Vec<[String; 5]> = Category::ALL
             .iter()
             .map(|&category| {
-                let (rule_name, rule) = self.rule(category);
+                let Ok((rule_name, rule)) = self.rule(category) else {
+                    let none = String::new;
+                    return [category.to_string(), "(no rule)".into(), none(), none(), none()];
+                };
                 if rule_name != category.as_str() {
                     return [
                         category.to_string(),

@@ -2,6 +2,7 @@
 
 mod describe;
 pub mod locate;
+pub(crate) mod origin;
 pub mod schema;
 pub mod validate;
 pub mod watch;
@@ -169,17 +170,21 @@ pub fn expand_tilde(path: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
+/// Neither a category nor `default` has a routing rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no routing rule for category {0} and no default rule")]
+pub struct NoRule(pub Category);
+
 impl Config {
-    /// The rule for a category, falling back to `default` (validation guarantees it exists).
-    pub fn rule(&self, category: Category) -> (&str, &Rule) {
-        match self.routing.rules.get_key_value(category.as_str()) {
-            Some((name, rule)) => (name.as_str(), rule),
-            None => {
-                let (name, rule) =
-                    self.routing.rules.get_key_value("default").expect("validated: default rule exists");
-                (name.as_str(), rule)
-            }
-        }
+    /// The rule for a category, falling back to `default` (which validation requires, so the
+    /// error is for configs built without it).
+    pub fn rule(&self, category: Category) -> Result<(&str, &Rule), NoRule> {
+        self.routing
+            .rules
+            .get_key_value(category.as_str())
+            .or_else(|| self.routing.rules.get_key_value("default"))
+            .map(|(name, rule)| (name.as_str(), rule))
+            .ok_or(NoRule(category))
     }
 
     /// The weight of `provider` in `rule` from the file: the rule's `weights`, else the
@@ -229,17 +234,17 @@ mod tests {
     fn embedded_default_is_valid_and_complete() {
         let (config, _) = load(&ConfigSource::Embedded).expect("embedded default must load");
         assert_eq!(config.routing.rules.len(), 5);
-        let (_, rule) = config.rule(Category::Default);
+        let (_, rule) = config.rule(Category::Default).unwrap();
         assert_eq!(config.effective_weight(rule, "codewhisperer-primary"), 70);
         assert_eq!(config.effective_strategy(rule), Strategy::WeightedRoundRobin);
-        assert!(config.effective_failover(config.rule(Category::Longcontext).1));
+        assert!(config.effective_failover(config.rule(Category::Longcontext).unwrap().1));
     }
 
     #[test]
     fn missing_category_falls_back_to_default() {
         let text = r#"{"routing":{"rules":{"default":{"providers":["a"]}}},"providers":{"a":{}}}"#;
         let config = parse_config(text).unwrap();
-        assert_eq!(config.rule(Category::Search).0, "default");
+        assert_eq!(config.rule(Category::Search).unwrap().0, "default");
     }
 
     #[test]

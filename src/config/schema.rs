@@ -54,17 +54,20 @@ pub enum Strategy {
     LeastConnections,
     ResponseTime,
     Single,
+    /// Weight ∝ remaining credits ÷ days to reset (account-aware scheduling).
+    Credits,
 }
 
 impl Strategy {
-    pub const NAMES: [&'static str; 5] =
-        ["round-robin", "weighted-round-robin", "least-connections", "response-time", "single"];
-    const ALL: [Strategy; 5] = [
+    pub const NAMES: [&'static str; 6] =
+        ["round-robin", "weighted-round-robin", "least-connections", "response-time", "single", "credits"];
+    const ALL: [Strategy; 6] = [
         Strategy::RoundRobin,
         Strategy::WeightedRoundRobin,
         Strategy::LeastConnections,
         Strategy::ResponseTime,
         Strategy::Single,
+        Strategy::Credits,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -199,9 +202,19 @@ pub struct LoadBalancing {
     /// With `single`: the provider used when the first is not eligible.
     #[serde(default)]
     pub fallback: Option<String>,
+    /// Keep a conversation (Claude Code session) on the account that served it.
+    #[serde(default = "yes")]
+    pub sticky: bool,
+    /// A conversation idle this long (ms) is placed afresh.
+    #[serde(default = "default_sticky_ttl")]
+    pub sticky_ttl: i64,
 }
 pub(crate) const LOAD_BALANCING_KEYS: &[&str] =
-    &["strategy", "weights", "failover", "healthCheck", "fallback"];
+    &["strategy", "weights", "failover", "healthCheck", "fallback", "sticky", "stickyTtl"];
+
+fn default_sticky_ttl() -> i64 {
+    3_600_000
+}
 
 impl Default for LoadBalancing {
     fn default() -> Self {
@@ -211,6 +224,8 @@ impl Default for LoadBalancing {
             failover: false,
             health_check: false,
             fallback: None,
+            sticky: true,
+            sticky_ttl: default_sticky_ttl(),
         }
     }
 }
@@ -259,6 +274,35 @@ pub struct Provider {
     /// Longest silence between two events of a streaming answer, ms.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: i64,
+    /// Credits polling (`getUsageLimits`) and the reserve kept unused.
+    #[serde(default)]
+    pub usage: UsageConfig,
+}
+
+/// `providers.<id>.usage`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageConfig {
+    /// Poll the account's `getUsageLimits` and count metered credits.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Time between polls, ms (jittered by ±10 %).
+    #[serde(default = "default_usage_refresh")]
+    pub refresh_interval: i64,
+    /// Credits to keep unused: at or below this the account is skipped while another can serve.
+    #[serde(default)]
+    pub reserve: f64,
+}
+pub(crate) const USAGE_KEYS: &[&str] = &["enabled", "refreshInterval", "reserve"];
+
+fn default_usage_refresh() -> i64 {
+    300_000
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig { enabled: true, refresh_interval: default_usage_refresh(), reserve: 0.0 }
+    }
 }
 pub(crate) const PROVIDER_KEYS: &[&str] = &[
     "type",
@@ -276,6 +320,7 @@ pub(crate) const PROVIDER_KEYS: &[&str] = &[
     "connectTimeout",
     "firstByteTimeout",
     "idleTimeout",
+    "usage",
 ];
 
 pub const PROVIDER_TYPES: [&str; 2] = ["aws", "codewhisperer"];

@@ -174,10 +174,11 @@ fn check_keys(root: &Value, problems: &mut Vec<Problem>) {
         for (id, provider) in providers {
             let path = format!("providers.{id}");
             let Some(p) = object_keys(provider, &path, PROVIDER_KEYS, problems) else { continue };
-            let nested: [(&str, &[&str]); 3] = [
+            let nested: [(&str, &[&str]); 4] = [
                 ("healthCheck", HEALTH_CHECK_KEYS),
                 ("circuitBreaker", CIRCUIT_BREAKER_KEYS),
                 ("metrics", METRICS_KEYS),
+                ("usage", USAGE_KEYS),
             ];
             for (key, known) in nested {
                 if let Some(v) = p.get(key) {
@@ -240,6 +241,21 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         }
         if p.region.trim().is_empty() || p.region.contains(['/', ' ', ':']) {
             bad(join(&path, "region"), format!("not an AWS region name: `{}`", p.region));
+        }
+        {
+            let up = join(&path, "usage");
+            if p.usage.refresh_interval < 10_000 {
+                bad(
+                    join(&up, "refreshInterval"),
+                    format!("must be at least 10000 ms (got {})", p.usage.refresh_interval),
+                );
+            }
+            if !p.usage.reserve.is_finite() || p.usage.reserve < 0.0 {
+                bad(
+                    join(&up, "reserve"),
+                    format!("must be a number of credits >= 0 (got {})", p.usage.reserve),
+                );
+            }
         }
         if let Some(hc) = &p.health_check {
             let hp = join(&path, "healthCheck");
@@ -305,6 +321,9 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         if strategy.is_none() {
             bad(join(&lp, "strategy"), unknown("strategy", &lb.strategy, &Strategy::NAMES));
         }
+        if lb.sticky_ttl < 1000 {
+            bad(join(&lp, "stickyTtl"), format!("must be at least 1000 ms (got {})", lb.sticky_ttl));
+        }
         for (id, w) in &lb.weights {
             let wp = format!("{lp}.weights.{id}");
             if !config.providers.contains_key(id) {
@@ -361,7 +380,7 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         at_least_one(&mut bad, format!("server.{key}"), value);
     }
     for (i, origin) in config.server.allowed_origins.iter().enumerate() {
-        if crate::server::guard::parse_origin(origin).is_none() {
+        if super::origin::parse_origin(origin).is_none() {
             bad(
                 format!("server.allowedOrigins[{i}]"),
                 format!(

@@ -72,6 +72,10 @@ impl Faults {
                 up.set_error_rate(*error_rate);
                 format!("500-error rate {:.0} %", *error_rate * 100.0)
             }
+            DemoAction::ExhaustCredits => {
+                up.update_account(super::account::SimAccount::exhaust);
+                "credits used up (its next request gets 402 MONTHLY_REQUEST_COUNT)".to_string()
+            }
         };
         tracing::info!("demo: {provider} {message}");
         Ok(format!("{provider}: {message}"))
@@ -101,6 +105,21 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Traffic workers (concurrent simulated Claude Code sessions).
     pub workers: usize,
+}
+
+/// The demo's accounts: a roomy PRO+ account with a bonus, and a FREE account on a free trial
+/// that is two thirds used, so the credits gauges, tiers and the `x` key have something to show.
+pub fn demo_account(index: usize) -> super::account::SimAccount {
+    use super::account::SimAccount;
+    if index == 0 {
+        let mut a = SimAccount::new("KIRO PRO+", 2000.0, 412.5);
+        a.bonuses = vec![(20.0, 250.0)];
+        a
+    } else {
+        let mut a = SimAccount::new("KIRO FREE", 50.0, 31.0);
+        a.free_trial = Some((120.0, 150.0));
+        a
+    }
 }
 
 /// The seed's providers as simulated upstreams, and the seed config pointed at them with timers
@@ -147,6 +166,9 @@ impl Demo {
     pub async fn start(options: DemoOptions) -> color_eyre::Result<Demo> {
         let (pool, knobs) = demo_pool(options.seed);
         let pool = pool.start().await?;
+        for (i, up) in pool.upstreams.iter().enumerate() {
+            up.set_account(Some(demo_account(i)));
+        }
         let config = pool.parsed_config().map_err(|e| color_eyre::eyre::eyre!("demo config: {e}"))?;
         let running =
             app::launch(config, ConfigSource::Flag(pool.config_path.clone()), options.listen).await?;
@@ -209,7 +231,7 @@ pub async fn run_headless(options: DemoOptions, duration: Duration) -> color_eyr
 pub async fn run_interactive(options: DemoOptions) -> color_eyre::Result<()> {
     let demo = Demo::start(options).await?;
     tracing::info!(
-        "demo: ccr on {}, simulated upstreams {}; keys d/u take the selected upstream down/up, ]/[ latency, e/E errors",
+        "demo: ccr on {}, simulated upstreams {}; keys d/D take the selected upstream down/up, ]/[ latency, e/E errors, x uses up its credits, u checks them",
         demo.running.base_url(),
         demo.pool.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
     );

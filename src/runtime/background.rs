@@ -1,5 +1,5 @@
-//! The instance's background tasks: the health loop, the snapshot publisher and the config file
-//! watcher, started together and stopped by one shutdown signal.
+//! The instance's background tasks: the health loop, the usage poller, the snapshot publisher and
+//! the config file watcher, started together and stopped by one shutdown signal.
 
 use super::Runtime;
 use super::publisher::spawn_publisher;
@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 /// channel they were started with, then [`join`](Background::join).
 pub(crate) struct Background {
     health: JoinHandle<()>,
+    usage: JoinHandle<()>,
     publisher: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
 }
@@ -22,14 +23,21 @@ impl Background {
     /// watcher; each ends when `shutdown` turns true.
     pub(crate) fn start(rt: &Arc<Runtime>, shutdown: &watch::Receiver<bool>) -> Background {
         let health = spawn_health_loop(rt.balancer.clone(), probe_fn(rt), shutdown.clone(), None);
+        let usage = super::usage_poller::spawn_usage_poller(
+            rt.balancer.clone(),
+            usage_fn(rt),
+            shutdown.clone(),
+            None,
+        );
         let publisher = spawn_publisher(rt.clone(), shutdown.clone());
         let watcher = spawn_config_watcher(rt, shutdown.clone());
-        Background { health, publisher, watcher }
+        Background { health, usage, publisher, watcher }
     }
 
     /// Wait for every task to end (after the shutdown signal).
     pub(crate) async fn join(self) {
         let _ = self.health.await;
+        let _ = self.usage.await;
         let _ = self.publisher.await;
         if let Some(watcher) = self.watcher {
             let _ = watcher.await;
@@ -67,6 +75,25 @@ fn probe_fn(rt: &Arc<Runtime>) -> ProbeFn {
             let rt = rt.upgrade().ok_or_else(|| "shutting down".to_string())?;
             let client = rt.live().clients.get(&id).cloned().ok_or_else(|| format!("no provider {id}"))?;
             client.probe().await
+        })
+    })
+}
+
+/// The usage check: the provider's own client's `getUsageLimits`, looked up in the live config.
+fn usage_fn(rt: &Arc<Runtime>) -> super::usage_poller::UsageFn {
+    use crate::balancer::UsageProblem;
+    let rt = Arc::downgrade(rt);
+    Arc::new(move |id: String| {
+        let rt = rt.clone();
+        Box::pin(async move {
+            let rt = rt.upgrade().ok_or_else(|| UsageProblem::Other("shutting down".into()))?;
+            let client = rt
+                .live()
+                .clients
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| UsageProblem::Other(format!("no provider {id}")))?;
+            client.usage_limits().await
         })
     })
 }

@@ -10,6 +10,7 @@ fn strategy_kind(s: Strategy) -> StrategyKind {
         Strategy::LeastConnections => StrategyKind::LeastConnections,
         Strategy::ResponseTime => StrategyKind::ResponseTime,
         Strategy::Single => StrategyKind::Single,
+        Strategy::Credits => StrategyKind::Credits,
     }
 }
 
@@ -41,6 +42,10 @@ pub fn balancer_spec(config: &Config) -> BalancerSpec {
             } else {
                 0
             },
+            usage: p.usage.enabled.then(|| crate::balancer::UsageParams {
+                refresh_interval: ms(p.usage.refresh_interval).max(crate::balancer::MIN_USAGE_REFRESH),
+                reserve: p.usage.reserve.max(0.0),
+            }),
         })
         .collect();
     let rules = Category::ALL
@@ -54,6 +59,8 @@ pub fn balancer_spec(config: &Config) -> BalancerSpec {
             failover: config.effective_failover(rule),
             health_check: rule.load_balancing.health_check,
             fallback: rule.load_balancing.fallback.clone(),
+            sticky: rule.load_balancing.sticky,
+            sticky_ttl: ms(rule.load_balancing.sticky_ttl),
         })
         .collect();
     BalancerSpec { providers, rules, ..BalancerSpec::default() }

@@ -39,6 +39,7 @@ pub(super) fn router(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
         .route("/admin/providers/{id}/undrain", post(undrain))
         .route("/admin/providers/{id}/breaker/reset", post(reset_breaker))
         .route("/admin/providers/{id}/health-check", post(check_now))
+        .route("/admin/providers/{id}/usage-check", post(check_usage))
         .route("/admin/reload", post(reload))
         .route("/admin/weights/save", post(save_weights))
         .route_layer(middleware::from_fn_with_state(rt.clone(), require_admin_access))
@@ -84,7 +85,9 @@ impl AdminError {
                 CommandError::Balancer(Refused::NotInRule { .. }) => {
                     (ErrorKind::InvalidRequestError, StatusCode::BAD_REQUEST)
                 }
-                CommandError::Balancer(Refused::NoHealthCheck(_) | Refused::AllZero { .. })
+                CommandError::Balancer(
+                    Refused::NoHealthCheck(_) | Refused::NoUsageCheck(_) | Refused::AllZero { .. },
+                )
                 | CommandError::Save(SaveError::NoFile | SaveError::FileInvalid(_) | SaveError::Edit(_)) => {
                     (ErrorKind::InvalidRequestError, StatusCode::CONFLICT)
                 }
@@ -191,6 +194,10 @@ async fn reset_breaker(
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
     run(&rt, Command::Balancer(balancer::Command::ResetBreaker(id))).await
+}
+
+async fn check_usage(State(rt): State<Arc<Runtime>>, Path(id): Path<String>) -> Result<Response, AdminError> {
+    run(&rt, Command::Balancer(balancer::Command::CheckUsage(id))).await
 }
 
 async fn check_now(State(rt): State<Arc<Runtime>>, Path(id): Path<String>) -> Result<Response, AdminError> {

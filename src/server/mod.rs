@@ -11,6 +11,7 @@ pub mod messages;
 mod models;
 mod monitoring;
 mod unserved;
+pub mod session;
 mod websearch;
 
 use crate::runtime::Runtime;
@@ -37,6 +38,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
     Router::new()
         .merge(api)
         .merge(monitoring::router(&rt))
+        .route("/sessions/{id}", axum::routing::get(session::session_handler))
         .merge(admin::router(&rt))
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())

@@ -176,6 +176,16 @@ pub(super) fn providers_health_json(s: &Snapshot) -> Value {
                     "at": rfc3339(s.wall_clock(e.at_ms)),
                     "message": e.message,
                 })),
+                "usage": p.core.usage.as_ref().map(|u| json!({
+                    "used": u.used,
+                    "limit": u.limit,
+                    "remaining": u.remaining,
+                    "resetAt": u.reset_at.map(rfc3339),
+                    "tier": u.tier,
+                    "checkedAt": rfc3339(u.checked_at),
+                })),
+                "usageError": p.core.usage_error,
+                "sessions": p.core.sessions,
                 "token": {
                     "expiresAt": p.token.expires_at.map(rfc3339),
                     "lastRefresh": p.token.last_refresh.map(rfc3339),
@@ -423,6 +433,30 @@ pub(super) fn prometheus_text(s: &Snapshot) -> String {
         m.sample("ccr_upstream_ttfb_seconds_count", &[("provider", id)], h.count as f64);
     }
 
+    m.per_provider(
+        s,
+        "ccr_account_credits_used",
+        "gauge",
+        "Credits used this month (last report + metered).",
+        |p| p.core.usage.as_ref().map(|u| u.used),
+    );
+    m.per_provider(
+        s,
+        "ccr_account_credits_limit",
+        "gauge",
+        "Credits this month (base + free trial + bonuses).",
+        |p| p.core.usage.as_ref().map(|u| u.limit),
+    );
+    m.per_provider(
+        s,
+        "ccr_account_credits_reset_timestamp_seconds",
+        "gauge",
+        "When the account's credits reset, Unix seconds.",
+        |p| p.core.usage.as_ref().and_then(|u| u.reset_at).map(|t| t.timestamp() as f64),
+    );
+    m.per_provider(s, "ccr_sessions_bound", "gauge", "Conversations bound to the account.", |p| {
+        Some(p.core.sessions as f64)
+    });
     m.per_provider(s, "ccr_provider_in_flight", "gauge", "Upstream requests in flight.", |p| {
         Some(f64::from(p.core.in_flight))
     });

@@ -8,7 +8,7 @@
 use crate::anthropic::{ApiError, ErrorKind};
 use crate::config::Category;
 use crate::firstrun::fix_hint;
-use crate::providers::codewhisperer::client::{UpstreamError, UpstreamErrorKind};
+use crate::providers::codewhisperer::{UpstreamError, UpstreamErrorKind};
 use crate::runtime::Live;
 use axum::http::StatusCode;
 
@@ -27,7 +27,7 @@ impl Failures {
     /// every tried account failed for token reasons, else the last error as is.
     pub(super) fn final_error(&self, live: &Live, category: Category) -> Option<ApiError> {
         let (_, last) = self.tried.last()?;
-        if !self.tried.iter().all(|(_, e)| e.kind == UpstreamErrorKind::Auth) {
+        if !self.tried.iter().all(|(_, e)| matches!(e.kind, UpstreamErrorKind::Auth | UpstreamErrorKind::LoginExpired)) {
             return Some(last.to_api_error());
         }
         let mut reasons: Vec<String> =

@@ -135,6 +135,7 @@ impl App {
                 self.send_for_selected(|id| UiCommand::Balancer(Command::ResetBreaker(id)))
             }
             Action::CheckNow => self.send_for_selected(|id| UiCommand::Balancer(Command::CheckNow(id))),
+            Action::CheckUsage => self.send_for_selected(|id| UiCommand::Balancer(Command::CheckUsage(id))),
             Action::Demo(action) => self.send_for_selected(|provider| UiCommand::Demo { provider, action }),
             Action::SaveWeights => {
                 self.send(UiCommand::SaveWeights);
@@ -412,7 +413,7 @@ mod tests {
         assert!(!app.on_key(key('d')), "not bound outside the demo");
         let mut app = app.with_demo_keys();
         app.on_key(key('j'));
-        for c in ['d', 'u', ']', '[', 'e', 'E'] {
+        for c in ['d', 'D', ']', '[', 'e', 'E', 'x'] {
             assert!(app.on_key(key(c)));
         }
         let provider = IDS[1].to_string();
@@ -426,6 +427,7 @@ mod tests {
                 demo(DemoAction::RemoveLatency),
                 demo(DemoAction::RaiseErrors),
                 demo(DemoAction::LowerErrors),
+                demo(DemoAction::ExhaustCredits),
             ]
         );
     }

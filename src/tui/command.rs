@@ -37,6 +37,7 @@ impl UiCommand {
             UiCommand::Balancer(Command::Undrain(p)) => format!("{p}: undrain"),
             UiCommand::Balancer(Command::ResetBreaker(p)) => format!("{p}: reset breaker"),
             UiCommand::Balancer(Command::CheckNow(p)) => format!("{p}: check health"),
+            UiCommand::Balancer(Command::CheckUsage(p)) => format!("{p}: check usage"),
             UiCommand::Reload => "reload config".into(),
             UiCommand::SaveWeights => "save weights".into(),
             UiCommand::Demo { provider, action } => format!("{provider}: {}", action.describe()),

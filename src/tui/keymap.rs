@@ -25,6 +25,8 @@ pub enum DemoAction {
     RaiseErrors,
     /// Lower that share.
     LowerErrors,
+    /// Use up the account's remaining credits (its next request gets the 402 quota answer).
+    ExhaustCredits,
 }
 
 impl DemoAction {
@@ -37,6 +39,7 @@ impl DemoAction {
             DemoAction::RemoveLatency => "remove latency",
             DemoAction::RaiseErrors => "raise the error rate",
             DemoAction::LowerErrors => "lower the error rate",
+            DemoAction::ExhaustCredits => "use up the account's credits",
         }
     }
 }
@@ -64,6 +67,8 @@ pub enum Action {
     ResetBreaker,
     /// Run the selected provider's health check now.
     CheckNow,
+    /// Ask the selected account's credits (`getUsageLimits`) now.
+    CheckUsage,
     /// Write the weights in force back into the config file.
     SaveWeights,
     /// Re-read the config file.
@@ -133,6 +138,7 @@ pub(super) const PROVIDER_BINDINGS: &[Binding] = &[
     bind(&[Char('f')], "f", Action::ToggleDrain, "drain it (failover) / undo"),
     bind(&[Char('b')], "b", Action::ResetBreaker, "reset breaker and cooldowns"),
     bind(&[Char('h')], "h", Action::CheckNow, "run its health check now"),
+    bind(&[Char('u')], "u", Action::CheckUsage, "check its credits (usage) now"),
     bind(&[Char('s')], "s", Action::SaveWeights, "save weights to the config"),
     bind(&[Char('r')], "r", Action::Reload, "reload the config file"),
     bind(&[Char('l'), Tab], "l", Action::FocusLogs, "focus the log pane"),
@@ -162,7 +168,8 @@ pub(super) const LOG_BINDINGS: &[Binding] = &[
 /// Demo fault keys, live only under `ccr demo`, on the selected upstream.
 pub(super) const DEMO_BINDINGS: &[Binding] = &[
     bind(&[Char('d')], "d", Action::Demo(DemoAction::TakeDown), "demo: take upstream down"),
-    bind(&[Char('u')], "u", Action::Demo(DemoAction::BringBack), "demo: bring upstream back"),
+    bind(&[Char('D')], "D", Action::Demo(DemoAction::BringBack), "demo: bring upstream back"),
+    bind(&[Char('x')], "x", Action::Demo(DemoAction::ExhaustCredits), "demo: use up its credits"),
     bind(&[Char(']')], "]", Action::Demo(DemoAction::AddLatency), "demo: add latency"),
     bind(&[Char('[')], "[", Action::Demo(DemoAction::RemoveLatency), "demo: remove latency"),
     bind(&[Char('e')], "e", Action::Demo(DemoAction::RaiseErrors), "demo: raise error rate"),
@@ -191,7 +198,8 @@ pub(super) const PROVIDER_FOOTER: &[FooterEntry] = &[
 ];
 
 /// The footer's short list for the demo's fault keys.
-pub(super) const DEMO_FOOTER: &[FooterEntry] = &[("d/u", "down/up"), ("]/[", "latency"), ("e/E", "errors")];
+pub(super) const DEMO_FOOTER: &[FooterEntry] =
+    &[("d/D", "down/up"), ("]/[", "latency"), ("e/E", "errors"), ("x", "credits")];
 
 /// The footer's short list while the log pane has the keyboard.
 pub(super) const LOG_FOOTER: &[FooterEntry] =
@@ -346,7 +354,8 @@ mod tests {
     fn demo_keys_are_live_only_in_the_demo() {
         let cases = [
             (key(Char('d')), DemoAction::TakeDown),
-            (key(Char('u')), DemoAction::BringBack),
+            (shifted('D'), DemoAction::BringBack),
+            (key(Char('x')), DemoAction::ExhaustCredits),
             (key(Char(']')), DemoAction::AddLatency),
             (key(Char('[')), DemoAction::RemoveLatency),
             (key(Char('e')), DemoAction::RaiseErrors),
@@ -408,13 +417,15 @@ mod tests {
         expect(PROVIDERS, "f", Action::ToggleDrain);
         expect(PROVIDERS, "b", Action::ResetBreaker);
         expect(PROVIDERS, "h", Action::CheckNow);
+        expect(PROVIDERS, "u", Action::CheckUsage);
         expect(PROVIDERS, "s", Action::SaveWeights);
         expect(PROVIDERS, "r", Action::Reload);
         expect(PROVIDERS, "l", Action::FocusLogs);
         expect(PROVIDERS, "+/-", Action::WeightUp);
         expect(PROVIDERS, "+/-", Action::WeightDown);
-        expect(DEMO, "d/u", Action::Demo(DemoAction::TakeDown));
-        expect(DEMO, "d/u", Action::Demo(DemoAction::BringBack));
+        expect(DEMO, "d/D", Action::Demo(DemoAction::TakeDown));
+        expect(DEMO, "d/D", Action::Demo(DemoAction::BringBack));
+        expect(DEMO, "x", Action::Demo(DemoAction::ExhaustCredits));
         expect(DEMO, "]/[", Action::Demo(DemoAction::AddLatency));
         expect(DEMO, "e/E", Action::Demo(DemoAction::LowerErrors));
         expect(LOGS, "l", Action::FocusProviders);

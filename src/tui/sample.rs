@@ -266,6 +266,30 @@ fn provider(
         } else {
             None
         },
+        usage: Some(sample_usage(seed)),
+        usage_error: None,
+        sessions: if down { 0 } else { 7 - 3 * (seed as usize % 3) },
+        suspended: None,
+        needs_login: None,
+    }
+}
+
+/// Credits of the sample accounts: a roomy PRO+, a PRO half used, a FREE one nearly empty.
+fn sample_usage(seed: u64) -> crate::balancer::UsageSnapshot {
+    let (tier, limit, used) = match seed % 3 {
+        0 => ("KIRO PRO+", 2000.0, 412.5),
+        1 => ("KIRO PRO", 1000.0, 521.25),
+        _ => ("KIRO FREE", 50.0, 46.0),
+    };
+    let checked_at = taken_at() - TimeDelta::seconds(140);
+    crate::balancer::UsageSnapshot {
+        used,
+        limit,
+        remaining: limit - used,
+        reset_at: Some(taken_at() + TimeDelta::hours(12 * 24 + 5)),
+        tier: Some(tier.to_owned()),
+        checked_at,
+        metered: 1.25,
     }
 }
 

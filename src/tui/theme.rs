@@ -54,8 +54,20 @@ pub(super) fn provider_status(status: ProviderStatus) -> (&'static str, Style) {
         ProviderStatus::CoolingDown => WARN,
         ProviderStatus::Unhealthy
         | ProviderStatus::NeedsLogin
+        | ProviderStatus::Suspended
         | ProviderStatus::QuotaExhausted
         | ProviderStatus::CircuitOpen => BAD,
     };
     (status.as_str(), style)
+}
+
+/// The colour of a credits gauge by the share left: green, yellow under 30 %, red under 10 %.
+pub(crate) fn credits(remaining_share: f64) -> Style {
+    if remaining_share < 0.1 {
+        BAD
+    } else if remaining_share < 0.3 {
+        WARN
+    } else {
+        GOOD
+    }
 }

@@ -48,7 +48,10 @@ pub fn solo_pool() -> SimPoolBuilder {
 /// [`solo_pool`] with these upstream options.
 pub fn solo_pool_with(options: SimOptions) -> SimPoolBuilder {
     SimPool::builder()
-        .provider_defaults(test_timeouts())
+        // No usage poller: these tests count the upstream's calls (refreshes, rejections).
+        .provider_defaults(
+            json!({"firstByteTimeout": 5000, "idleTimeout": 5000, "usage": {"enabled": false}}),
+        )
         .account("solo", Account::new().sim(options))
         .rule("default", json!({"providers": ["solo"]}))
 }

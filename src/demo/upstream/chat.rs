@@ -103,6 +103,11 @@ pub(super) async fn generate(
     {
         return quota_exhausted();
     }
+    match super::state::lock(&sim.account).as_ref() {
+        Some(a) if a.suspended => return super::errors::suspended(),
+        Some(a) if a.exhausted() => return quota_exhausted(),
+        _ => {}
+    }
 
     let plan = Plan::choose(&view, &knobs, sim.fixed.long_frames);
     let mut script = Script::new(&sim, &view);

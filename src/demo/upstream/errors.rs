@@ -65,6 +65,14 @@ pub(super) fn quota_exhausted() -> Response {
     )
 }
 
+pub(super) fn suspended() -> Response {
+    aws_error(
+        StatusCode::FORBIDDEN,
+        "AccessDeniedException",
+        json!({"message": crate::demo::account::SUSPENDED_MESSAGE, "reason": "TEMPORARILY_SUSPENDED"}),
+    )
+}
+
 pub(super) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut response =
         (status, axum::Json(json!({"error": error, "error_description": description}))).into_response();

@@ -73,10 +73,29 @@ impl SimUpstream {
             mcp_failure: Mutex::new(None),
             power: watch::Sender::new(Power::default()),
             listening: watch::Sender::new(Some(0)),
+            account: Mutex::new(None),
             oidc: super::oidc::OidcState::default(),
         });
         let supervisor = tokio::spawn(supervise(shared.clone(), listener));
         Ok(SimUpstream { shared, supervisor: Mutex::new(Some(supervisor)) })
+    }
+
+    /// Gives the sim an account with credits (see [`crate::demo::account`]); `None` goes back to
+    /// the plain stream-counting usage.
+    pub fn set_account(&self, account: Option<crate::demo::account::SimAccount>) {
+        *super::state::lock(&self.shared.account) = account;
+    }
+
+    /// The account, as it stands now.
+    pub fn account(&self) -> Option<crate::demo::account::SimAccount> {
+        super::state::lock(&self.shared.account).clone()
+    }
+
+    /// Changes the account in place (no-op without one).
+    pub fn update_account(&self, f: impl FnOnce(&mut crate::demo::account::SimAccount)) {
+        if let Some(a) = super::state::lock(&self.shared.account).as_mut() {
+            f(a);
+        }
     }
 
     /// [`SimOptions::name`].

@@ -6,7 +6,7 @@ use super::chat::{Plan, RequestView};
 use super::options::Scenario;
 use super::state::{Knobs, Shared};
 use super::websearch_model;
-use crate::providers::codewhisperer::eventstream::{encode_event, encode_exception};
+use crate::providers::codewhisperer::frame::{encode_event, encode_exception};
 use crate::providers::codewhisperer::models;
 use axum::body::Bytes;
 use serde_json::{Value, json};
@@ -280,6 +280,9 @@ impl<'s> Script<'s> {
         });
         let credits = ((0.01 + output_tokens as f64 * 0.0001) * 1e6).round() / 1e6;
         self.event("meteringEvent", &json!({"unit": "credit", "unitPlural": "credits", "usage": credits}));
+        if let Some(a) = super::state::lock(&self.sim.account).as_mut() {
+            a.charge(credits);
+        }
         self.event("contextUsageEvent", &json!({"contextUsagePercentage": percentage}));
         if knobs.metadata_event {
             self.event(

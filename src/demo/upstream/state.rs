@@ -185,6 +185,8 @@ pub(super) struct Shared {
     pub(super) power: watch::Sender<Power>,
     /// `Some(epoch)` while a listener of that epoch accepts connections.
     pub(super) listening: watch::Sender<Option<u64>>,
+    /// The simulated account's credits, when set (see [`crate::demo::account`]).
+    pub(super) account: Mutex<Option<crate::demo::account::SimAccount>>,
     /// The simulated SSO-OIDC device login (`oidc.rs`).
     pub(super) oidc: super::oidc::OidcState,
 }

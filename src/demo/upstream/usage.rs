@@ -1,5 +1,6 @@
-//! `GET /getUsageLimits`: the account's plan and usage (the protocol notes' §7.1 JSON); usage is
-//! the number of streams this sim served.
+//! `GET /getUsageLimits`: the account's plan and usage (the protocol notes' §7.1 JSON): the
+//! simulated account's credits when one is set ([`crate::demo::account`]), else a `KIRO FREE`
+//! account whose usage is the number of streams this sim served.
 
 use super::errors::add_request_id;
 use super::guard::guarded;
@@ -30,10 +31,19 @@ pub(super) async fn usage_limits(
         .filter(|v| !v.is_empty())
         .unwrap_or("AGENTIC_REQUEST")
         .to_owned();
+    let now = Utc::now();
+    let account = super::state::lock(&sim.account).clone();
+    if let Some(account) = account {
+        if account.suspended {
+            return super::errors::suspended();
+        }
+        let mut response = axum::Json(account.usage_json(&resource_type, now, &sim.name)).into_response();
+        add_request_id(&mut response);
+        return response;
+    }
     let used = sim.counters.streams_started.load(Ordering::Relaxed);
     let limit = sim.fixed.usage_limit;
-    let now = Utc::now();
-    let reset = crate::providers::codewhisperer::client::next_quota_reset(now);
+    let reset = crate::usage::next_quota_reset(now);
     let reset_epoch = reset.timestamp() as f64;
     let days = (reset - now).num_days().max(0);
     let mut response = axum::Json(json!({

@@ -141,10 +141,6 @@ impl TokenManager {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn status(&self) -> TokenStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }

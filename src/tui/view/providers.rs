@@ -1,5 +1,5 @@
-//! The providers table: one row per provider with status, breaker, weight, load, latency,
-//! counters and last error. The selected row is the target of every operator key.
+//! The providers table: one row per provider with status, credits (gauge, tier, days to the
+//! reset), bound conversations, breaker, weight, load, latency, counters and last error. The selected row is the target of every operator key.
 
 use crate::snapshot::ProviderView;
 use crate::tui::app::App;
@@ -12,8 +12,21 @@ use ratatui::widgets::{Block, Cell, Row, Table, TableState};
 
 /// The optional columns, in the order they are given up when the terminal is narrow (first
 /// dropped first): the id, the status and the reason are always shown.
-const OPTIONAL: [Column; 6] =
-    [Column::Ewma, Column::Requests, Column::InFlight, Column::Breaker, Column::Errors, Column::Weight];
+const OPTIONAL: [Column; 10] = [
+    Column::Ewma,
+    Column::Requests,
+    Column::Tier,
+    Column::Sessions,
+    Column::Reset,
+    Column::InFlight,
+    Column::Breaker,
+    Column::Errors,
+    Column::Weight,
+    Column::Credits,
+];
+
+/// Cells of the credits gauge.
+const GAUGE_CELLS: usize = 5;
 
 /// The narrowest "why" column kept before optional columns are given up.
 const MIN_REASON: u16 = 24;
@@ -22,6 +35,10 @@ const MIN_REASON: u16 = 24;
 enum Column {
     Id,
     Status,
+    Credits,
+    Tier,
+    Reset,
+    Sessions,
     Breaker,
     Weight,
     InFlight,
@@ -36,6 +53,10 @@ impl Column {
         match self {
             Column::Id => "provider",
             Column::Status => "status",
+            Column::Credits => "credits",
+            Column::Tier => "tier",
+            Column::Reset => "reset",
+            Column::Sessions => "sess",
             Column::Breaker => "breaker",
             Column::Weight => "weight",
             Column::InFlight => "in-flt",
@@ -48,10 +69,11 @@ impl Column {
 
     fn width(self) -> u16 {
         match self {
-            Column::Breaker => 9,
+            Column::Breaker | Column::Credits => 9,
             Column::Weight | Column::Ewma => 7,
             Column::InFlight | Column::Requests => 6,
-            Column::Errors => 5,
+            Column::Errors | Column::Tier => 5,
+            Column::Reset | Column::Sessions => 4,
             Column::Id | Column::Status | Column::Reason => 0,
         }
     }
@@ -70,6 +92,10 @@ fn layout(width: u16, id_width: u16, status_width: u16) -> Vec<(Column, u16)> {
     let order = [
         Column::Id,
         Column::Status,
+        Column::Credits,
+        Column::Tier,
+        Column::Reset,
+        Column::Sessions,
         Column::Breaker,
         Column::Weight,
         Column::InFlight,
@@ -119,7 +145,8 @@ pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
         .map(|(c, w)| if *c == Column::Reason { Constraint::Fill(1) } else { Constraint::Length(*w) })
         .collect();
     let header = Row::new(columns.iter().map(|(c, _)| Cell::from(c.header()))).style(theme::HEADER);
-    let rows = providers.iter().map(|p| row(p, &columns));
+    let now = app.snapshot().taken_at;
+    let rows = providers.iter().map(|p| row(p, &columns, now));
     let focused = app.focus() == Focus::Providers && !app.help_open();
     let title = Line::from(vec![
         Span::styled(" providers ", theme::TITLE),
@@ -150,10 +177,30 @@ pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_stateful_widget(table, area, &mut state);
 }
 
-fn row(view: &ProviderView, columns: &[(Column, u16)]) -> Row<'static> {
+/// The credits gauge (`▰▰▰▱▱ 62%` of the credits left), its tier without `KIRO `, and the days
+/// to the reset.
+fn credit_cells(view: &ProviderView, now: chrono::DateTime<chrono::Utc>) -> [Cell<'static>; 3] {
+    let dash = || Cell::from(Span::styled("-", theme::DIM));
+    let Some(u) = &view.core.usage else { return [dash(), dash(), dash()] };
+    let share = if u.limit > 0.0 { (u.remaining / u.limit).clamp(0.0, 1.0) } else { 0.0 };
+    let filled = ((share * GAUGE_CELLS as f64).round() as usize).min(GAUGE_CELLS);
+    let bar = format!("{}{}{:>3.0}%", "▰".repeat(filled), "▱".repeat(GAUGE_CELLS - filled), share * 100.0);
+    let tier = u.tier.as_deref().map_or("-".to_owned(), |t| t.trim_start_matches("KIRO ").to_owned());
+    let reset =
+        u.reset_at.map_or("-".to_owned(), |t| format!("{}d", ((t - now).num_hours().max(0) + 23) / 24));
+    [Cell::from(Span::styled(bar, theme::credits(share))), Cell::from(tier), Cell::from(reset)]
+}
+
+fn row(view: &ProviderView, columns: &[(Column, u16)], now: chrono::DateTime<chrono::Utc>) -> Row<'static> {
     let p = &view.core;
-    let cell = |column: Column, width: u16| -> Cell<'static> {
+    let [credits, tier, reset] = credit_cells(view, now);
+    let mut credit_parts = [Some(credits), Some(tier), Some(reset)];
+    let mut cell = |column: Column, width: u16| -> Cell<'static> {
         match column {
+            Column::Credits => credit_parts[0].take().unwrap_or_default(),
+            Column::Tier => credit_parts[1].take().unwrap_or_default(),
+            Column::Reset => credit_parts[2].take().unwrap_or_default(),
+            Column::Sessions => Cell::from(p.sessions.to_string()),
             Column::Id => Cell::from(ellipsize(&p.id, usize::from(width))),
             Column::Status => {
                 let (status, style) = theme::provider_status(view.status);
@@ -212,8 +259,10 @@ mod tests {
 
     #[test]
     fn narrow_terminals_give_up_ewma_first_and_keep_id_status_and_reason() {
-        let all = layout(120, 13, 12);
-        assert_eq!(all.len(), 9);
+        let all = layout(160, 13, 12);
+        assert_eq!(all.len(), 13);
+        let at_120: Vec<Column> = layout(120, 13, 12).into_iter().map(|(c, _)| c).collect();
+        assert!(at_120.contains(&Column::Credits) && !at_120.contains(&Column::Ewma));
         let at_80: Vec<Column> = layout(80, 13, 12).into_iter().map(|(c, _)| c).collect();
         assert!(!at_80.contains(&Column::Ewma));
         for kept in [Column::Id, Column::Status, Column::Reason] {

@@ -105,6 +105,7 @@ pub(crate) fn strategy_label(kind: StrategyKind) -> &'static str {
         StrategyKind::LeastConnections => "least-conn",
         StrategyKind::ResponseTime => "resp-time",
         StrategyKind::Single => "single",
+        StrategyKind::Credits => "credits",
     }
 }
 

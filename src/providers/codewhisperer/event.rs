@@ -1,11 +1,12 @@
-//! Kiro events: the typed meaning of one decoded event-stream [`Frame`].
+//! Kiro events: the typed meaning of one decoded event-stream [`Frame`] (frames come from
+//! [`super::frame`]; [`super::decode`] runs both over a live body).
 //!
 //! Dispatch is by `:message-type` (`event`, `exception`, `error`) and, for events, by
 //! `:event-type`. Payloads are the event's members at the top level of the JSON; the wrapped form
 //! `{"assistantResponseEvent":{…}}` is accepted too. Unknown events are [`KiroEvent::Ignored`],
 //! never errors: the service adds event types over time.
 
-use super::eventstream::Frame;
+use super::frame::Frame;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -23,6 +24,8 @@ pub enum KiroEvent {
     /// `metadataEvent.tokenUsage`, in Anthropic's terms: `input_tokens` is the uncached input
     /// (`uncachedInputTokens`), cache reads and writes are counted apart.
     Usage { input_tokens: u64, output_tokens: u64, cache_read: u64, cache_write: u64 },
+    /// `meteringEvent`: the credits this answer cost the account (protocol notes §7.6).
+    Metering { credits: f64 },
     /// A `stopReason` Kiro reported (`MAX_TOKENS`, `CONTENT_FILTERED`, …), on
     /// `messageMetadataEvent`, `metadataEvent` or a content-less `assistantResponseEvent`.
     StopReason(String),
@@ -114,6 +117,12 @@ struct TokenUsage {
 }
 
 #[derive(Deserialize)]
+struct MeteringPayload {
+    #[serde(default)]
+    usage: Option<f64>,
+}
+
+#[derive(Deserialize)]
 struct InvalidStatePayload {
     #[serde(default)]
     reason: Option<String>,
@@ -191,6 +200,11 @@ fn parse_event(event: &str, payload: &[u8]) -> Result<KiroEvent, EventError> {
                 (None, None) => KiroEvent::Ignored(event.to_owned()),
             }
         }
+        // Metering never fails an answer: a payload without a usable number is ignored.
+        "meteringEvent" => match decode::<MeteringPayload>(event, payload).ok().and_then(|p| p.usage) {
+            Some(credits) if credits.is_finite() && credits >= 0.0 => KiroEvent::Metering { credits },
+            _ => KiroEvent::Ignored(event.to_owned()),
+        },
         "invalidStateEvent" => {
             let p: InvalidStatePayload = decode(event, payload)?;
             KiroEvent::InvalidState {
@@ -240,7 +254,7 @@ fn loose_message(payload: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::codewhisperer::eventstream::{
+    use crate::providers::codewhisperer::frame::{
         FrameDecoder, encode_event, encode_exception, encode_frame,
     };
 
@@ -359,11 +373,14 @@ mod tests {
     }
 
     #[test]
-    fn metering_and_unknown_events_are_ignored() {
+    fn metering_is_read_and_unknown_events_are_ignored() {
         assert_eq!(
             event("meteringEvent", r#"{"unit":"credit","unitPlural":"credits","usage":0.17618616013267}"#),
-            KiroEvent::Ignored("meteringEvent".into())
+            KiroEvent::Metering { credits: 0.17618616013267 }
         );
+        for bad in [r#"{"usage":"x"}"#, r#"{"usage":-1}"#, "{}", "nope"] {
+            assert_eq!(event("meteringEvent", bad), KiroEvent::Ignored("meteringEvent".into()), "{bad}");
+        }
         assert_eq!(event("brandNewEvent", "garbage"), KiroEvent::Ignored("brandNewEvent".into()));
         assert_eq!(
             event("messageMetadataEvent", r#"{"conversationId":"c"}"#),
