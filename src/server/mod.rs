@@ -10,8 +10,8 @@ pub mod listen;
 pub mod messages;
 mod models;
 mod monitoring;
-mod unserved;
 pub mod session;
+mod unserved;
 mod websearch;
 
 use crate::runtime::Runtime;

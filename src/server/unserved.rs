@@ -27,14 +27,19 @@ impl Failures {
     /// every tried account failed for token reasons, else the last error as is.
     pub(super) fn final_error(&self, live: &Live, category: Category) -> Option<ApiError> {
         let (_, last) = self.tried.last()?;
-        if !self.tried.iter().all(|(_, e)| matches!(e.kind, UpstreamErrorKind::Auth | UpstreamErrorKind::LoginExpired)) {
+        if !self
+            .tried
+            .iter()
+            .all(|(_, e)| matches!(e.kind, UpstreamErrorKind::Auth | UpstreamErrorKind::LoginExpired))
+        {
             return Some(last.to_api_error());
         }
         let mut reasons: Vec<String> =
             self.tried.iter().map(|(id, e)| format!("{id}: {}", e.message)).collect();
         // The rule's other accounts (not tried: failover off, or excluded) with a known problem.
-        let (_, rule) = live.config.rule(category);
-        for id in &rule.providers {
+        let rule_providers =
+            live.config.rule(category).map(|(_, rule)| rule.providers.as_slice()).unwrap_or(&[]);
+        for id in rule_providers {
             if self.tried.iter().any(|(t, _)| t == id) {
                 continue;
             }

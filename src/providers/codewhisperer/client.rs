@@ -16,7 +16,7 @@ use super::convert::{Converted, request_body};
 pub(crate) use super::decode::EventStream;
 pub(crate) use super::error::{UpstreamError, UpstreamErrorKind, classify_status, is_bearer_invalid};
 use super::event::KiroEvent;
-use super::token::{Credential, TokenManager, TokenStatus, describe_transport};
+use super::token::{Credential, TokenError, TokenManager, TokenStatus, describe_transport};
 use crate::config::{Provider, expand_tilde, ms};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};

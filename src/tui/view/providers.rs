@@ -72,8 +72,8 @@ impl Column {
             Column::Breaker | Column::Credits => 9,
             Column::Weight | Column::Ewma => 7,
             Column::InFlight | Column::Requests => 6,
-            Column::Errors | Column::Tier => 5,
-            Column::Reset | Column::Sessions => 4,
+            Column::Errors | Column::Tier | Column::Reset => 5,
+            Column::Sessions => 4,
             Column::Id | Column::Status | Column::Reason => 0,
         }
     }
