@@ -19,6 +19,7 @@
 //! - [`fsio`]: reading the config and token files safely (regular files only, size caps).
 //! - [`signals`]: SIGINT / SIGTERM as one graceful stop; a second one forces the exit.
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
+//! - [`state`]: where the pool's shared state lives: memory, or Redis for several instances.
 //! - [`accounts`]: `ccr accounts import|login|list|remove` (token files and config edits).
 //! - [`integration`]: Claude Code integration: `ccr code`, `ccr stop`, `ccr statusline`.
 
@@ -44,6 +45,7 @@ pub mod server;
 pub mod signals;
 #[warn(unreachable_pub)]
 pub mod snapshot;
+pub mod state;
 #[warn(unreachable_pub)]
 pub mod status;
 #[warn(unreachable_pub)]

@@ -152,6 +152,9 @@ fn check_keys(root: &Value, problems: &mut Vec<Problem>) {
     if let Some(v) = map.get("monitoring") {
         object_keys(v, "monitoring", MONITORING_KEYS, problems);
     }
+    if let Some(v) = map.get("state") {
+        object_keys(v, "state", STATE_KEYS, problems);
+    }
     if let Some(routing) = map.get("routing").and_then(|v| object_keys(v, "routing", ROUTING_KEYS, problems))
         && let Some(rules) = routing.get("rules").and_then(Value::as_object)
     {
@@ -410,6 +413,39 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
     if config.monitoring.metrics_endpoint == config.monitoring.health_endpoint {
         bad("monitoring.metricsEndpoint".into(), "must differ from healthEndpoint".into());
     }
+
+    // Shared state.
+    let state = &config.state;
+    if !STATE_BACKENDS.contains(&state.backend.as_str()) {
+        bad("state.backend".into(), unknown("state backend", &state.backend, &STATE_BACKENDS));
+    }
+    match (&state.url, state.is_redis()) {
+        (None, true) => bad("state.url".into(), "required for the `redis` backend".into()),
+        (Some(_), false) if state.backend == "memory" => {
+            bad("state.url".into(), "only used by the `redis` backend (set `backend` to `redis`)".into())
+        }
+        // The URL may hold a password: the message never repeats it.
+        (Some(url), _) if !redis_url_ok(url) => bad(
+            "state.url".into(),
+            "not a Redis URL: expected redis://host:port/db, rediss://… (TLS) or redis+unix:///path".into(),
+        ),
+        _ => {}
+    }
+    if state.key_prefix.contains(char::is_whitespace) {
+        bad("state.keyPrefix".into(), "must not contain spaces".into());
+    }
+    if !(1..=10_000).contains(&state.timeout) {
+        bad("state.timeout".into(), format!("must be between 1 and 10000 ms (got {})", state.timeout));
+    }
+    if state.lease_ttl < 1000 {
+        bad("state.leaseTtl".into(), format!("must be at least 1000 ms (got {})", state.lease_ttl));
+    }
+}
+
+/// Whether `url` is a Redis URL the client can use (parsed only; nothing is contacted).
+fn redis_url_ok(url: &str) -> bool {
+    ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|s| url.starts_with(s))
+        && redis::Client::open(url).is_ok()
 }
 
 /// Things that are valid but probably not what the user wants; printed by `ccr check` and
@@ -518,6 +554,49 @@ mod tests {
         assert_eq!(
             suggest("codewhisperer-primay", ["codewhisperer-primary", "codewhisperer-secondary"]),
             Some("codewhisperer-primary")
+        );
+    }
+    fn with_state(state: &str) -> String {
+        MINIMAL.replacen('{', &format!("{{\"state\":{state},"), 1)
+    }
+
+    #[test]
+    fn state_defaults_to_memory() {
+        let c = parse_config(MINIMAL).expect("valid");
+        assert_eq!(c.state.backend, "memory");
+        assert!(!c.state.is_redis());
+        assert_eq!(c.state.key_prefix, "ccr:");
+        assert_eq!((c.state.timeout, c.state.lease_ttl), (5, 30_000));
+    }
+
+    #[test]
+    fn redis_state_is_checked_by_path_and_never_echoes_the_url() {
+        let c = parse_config(&with_state(r#"{"backend":"redis","url":"rediss://:s3cret@cache:6380/2"}"#))
+            .expect("valid");
+        assert!(c.state.is_redis());
+        assert_eq!(
+            problems(&with_state(r#"{"backend":"redis","keyPrefx":"x"}"#)),
+            vec!["state.keyPrefx: unknown key `keyPrefx`; did you mean `keyPrefix`?"]
+        );
+        assert_eq!(
+            problems(&with_state(r#"{"backend":"redsi"}"#)),
+            vec!["state.backend: unknown state backend `redsi`; did you mean `redis`?",]
+        );
+        assert_eq!(
+            problems(&with_state(r#"{"backend":"redis"}"#)),
+            vec!["state.url: required for the `redis` backend"]
+        );
+        let bad = problems(&with_state(
+            r#"{"backend":"redis","url":"http://:hunter2@x","timeout":0,"leaseTtl":10}"#,
+        ));
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert!(bad[0].starts_with("state.url: not a Redis URL"), "{bad:?}");
+        assert!(bad.iter().all(|p| !p.contains("hunter2")), "{bad:?}");
+        assert_eq!(bad[1], "state.timeout: must be between 1 and 10000 ms (got 0)");
+        assert_eq!(bad[2], "state.leaseTtl: must be at least 1000 ms (got 10)");
+        assert_eq!(
+            problems(&with_state(r#"{"url":"redis://h"}"#)),
+            vec!["state.url: only used by the `redis` backend (set `backend` to `redis`)"]
         );
     }
 }

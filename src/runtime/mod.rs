@@ -67,12 +67,15 @@ pub struct Runtime {
     pub drain: Drain,
     /// The accounts' models for `/v1/models` (cached `ListAvailableModels`).
     pub(crate) models: crate::providers::codewhisperer::model_list::ModelCatalog,
+    /// Where the pool's shared state lives (memory, or Redis): chosen at start.
+    pub state: Arc<crate::state::SharedState>,
 }
 
 impl Runtime {
     pub fn new(config: Config, source: ConfigSource) -> Arc<Runtime> {
         let http = HttpClients::default();
         let balancer = Balancer::new(balancer_spec(&config));
+        let state = crate::state::SharedState::from_settings(&config.state);
         let live = build_live(config, &http, None);
         Arc::new(Runtime {
             live: RwLock::new(Arc::new(live)),
@@ -87,6 +90,7 @@ impl Runtime {
             publisher: publisher::Publisher::default(),
             drain: Drain::default(),
             models: Default::default(),
+            state,
         })
     }
 
