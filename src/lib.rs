@@ -22,6 +22,7 @@
 //! - [`state`]: where the pool's shared state lives: memory, or Redis for several instances.
 //! - [`accounts`]: `ccr accounts import|login|list|remove` (token files and config edits).
 //! - [`integration`]: Claude Code integration: `ccr code`, `ccr stop`, `ccr statusline`.
+//! - [`memory`]: giving memory back to the OS after a burst (the allocator's background purge).
 
 pub mod accounts;
 pub mod anthropic;
@@ -37,6 +38,7 @@ pub mod demo;
 pub mod firstrun;
 pub mod fsio;
 pub mod integration;
+pub mod memory;
 pub mod providers;
 #[warn(unreachable_pub)]
 pub mod runtime;

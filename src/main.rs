@@ -7,7 +7,14 @@ use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+/// jemalloc rather than glibc's malloc: it gives a burst's memory back to the OS (see
+/// [`ccr::memory`]).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
+    ccr::memory::release_after_bursts();
     if let Err(e) = color_eyre::install() {
         eprintln!("ccr: cannot install error reporting: {e}");
     }

@@ -1,5 +1,6 @@
-//! The instance's background tasks: the health loop, the usage poller, the snapshot publisher and
-//! the config file watcher, started together and stopped by one shutdown signal.
+//! The instance's background tasks: the health loop, the usage poller, the snapshot publisher,
+//! the config file watcher and the idle trim of the buffer pools, started together and stopped by
+//! one shutdown signal.
 
 use super::Runtime;
 use super::publisher::spawn_publisher;
@@ -17,6 +18,7 @@ pub(crate) struct Background {
     publisher: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
     state: JoinHandle<()>,
+    buffers: JoinHandle<()>,
 }
 
 impl Background {
@@ -33,7 +35,8 @@ impl Background {
         let publisher = spawn_publisher(rt.clone(), shutdown.clone());
         let watcher = spawn_config_watcher(rt, shutdown.clone());
         let state = spawn_state_watch(rt, shutdown.clone());
-        Background { health, usage, publisher, watcher, state }
+        let buffers = crate::buffers::spawn_idle_trim(shutdown.clone());
+        Background { health, usage, publisher, watcher, state, buffers }
     }
 
     /// Wait for every task to end (after the shutdown signal).
@@ -42,6 +45,7 @@ impl Background {
         let _ = self.usage.await;
         let _ = self.publisher.await;
         let _ = self.state.await;
+        let _ = self.buffers.await;
         if let Some(watcher) = self.watcher {
             let _ = watcher.await;
         }
