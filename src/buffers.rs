@@ -120,20 +120,24 @@ impl BufferPool {
     }
 }
 
-/// Empty the request-path pools that have been idle for [`IDLE_AFTER`]; returns the bytes freed.
-pub fn trim_idle_pools(now: Instant) -> usize {
-    REQUEST_BODIES.trim_if_idle(now, IDLE_AFTER) + UPSTREAM_BODIES.trim_if_idle(now, IDLE_AFTER)
+/// The request path's pools.
+static POOLS: [&BufferPool; 2] = [&REQUEST_BODIES, &UPSTREAM_BODIES];
+
+/// Every [`TRIM_EVERY`] until `shutdown` turns true: empty the request path's pools that have
+/// been idle for [`IDLE_AFTER`].
+pub fn spawn_idle_trim(shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    spawn_trim(&POOLS, shutdown)
 }
 
-/// Every [`TRIM_EVERY`] until `shutdown` turns true: [`trim_idle_pools`].
-pub fn spawn_idle_trim(mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+fn spawn_trim(pools: &'static [&'static BufferPool], mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TRIM_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    let freed = trim_idle_pools(Instant::now());
+                    let now = Instant::now();
+                    let freed: usize = pools.iter().map(|p| p.trim_if_idle(now, IDLE_AFTER)).sum();
                     if freed > 0 {
                         tracing::debug!(freed, "idle buffer pools emptied");
                     }
@@ -270,12 +274,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_trim_task_empties_idle_pools_and_stops_on_shutdown() {
-        drop(REQUEST_BODIES.take(64 * 1024));
-        assert_eq!(REQUEST_BODIES.kept().0, 1);
+        static POOL: BufferPool = BufferPool::new(4, 1 << 20, 1 << 22);
+        static ONE: [&BufferPool; 1] = [&POOL];
+        drop(POOL.take(64 * 1024));
+        assert_eq!(POOL.kept().0, 1);
         let (stop, shutdown) = watch::channel(false);
-        let task = spawn_idle_trim(shutdown);
-        tokio::time::sleep(IDLE_AFTER + TRIM_EVERY * 2).await;
-        assert_eq!(REQUEST_BODIES.kept(), (0, 0), "emptied a few seconds after the last use");
+        let task = spawn_trim(&ONE, shutdown);
+        tokio::time::sleep(IDLE_AFTER - TRIM_EVERY).await;
+        assert_eq!(POOL.kept().0, 1, "kept while recently used");
+        tokio::time::sleep(TRIM_EVERY * 3).await;
+        assert_eq!(POOL.kept(), (0, 0), "emptied a few seconds after the last use");
         stop.send(true).unwrap();
         task.await.unwrap();
     }
