@@ -188,6 +188,9 @@ pub struct RuleView {
 pub struct Snapshot {
     /// Build counter: higher is newer.
     pub seq: u64,
+    /// Where the pool's shared state lives, and whether it is reachable.
+    #[serde(default)]
+    pub state: crate::state::StateStatus,
     /// The balancer's change counter at the time.
     pub balancer_version: u64,
     /// When it was built.
@@ -227,6 +230,7 @@ impl Snapshot {
     pub fn empty() -> Snapshot {
         Snapshot {
             seq: 0,
+            state: Default::default(),
             balancer_version: 0,
             taken_at: DateTime::<Utc>::UNIX_EPOCH,
             now_ms: 0,
@@ -450,6 +454,8 @@ pub(crate) struct SnapshotBuilder {
 pub(crate) struct Inputs<'a> {
     /// The balancer's state.
     pub balancer: BalancerSnapshot,
+    /// The shared-state backend's status.
+    pub state: crate::state::StateStatus,
     /// The config in force.
     pub config: &'a Config,
     /// Each provider's token status, by provider id.
@@ -471,8 +477,18 @@ pub(crate) struct Inputs<'a> {
 impl SnapshotBuilder {
     /// Build a snapshot of `inputs`.
     pub(crate) fn build(&self, inputs: Inputs<'_>) -> Snapshot {
-        let Inputs { balancer, config, token, reload, started_at, listen, config_path, requests_total, now } =
-            inputs;
+        let Inputs {
+            balancer,
+            state,
+            config,
+            token,
+            reload,
+            started_at,
+            listen,
+            config_path,
+            requests_total,
+            now,
+        } = inputs;
         let requests_per_sec = self.rate.lock().unwrap_or_else(|e| e.into_inner()).rate(now, requests_total);
         let histograms: Vec<LatencyHistogram> = {
             let mut feeds = self.histograms.lock().unwrap_or_else(|e| e.into_inner());
@@ -514,6 +530,7 @@ impl SnapshotBuilder {
             .collect();
         Snapshot {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            state,
             balancer_version: balancer.version,
             taken_at: Utc::now(),
             now_ms,

@@ -74,6 +74,8 @@ impl Runtime {
         let balancer = Balancer::new(balancer_spec(&config));
         let state = crate::state::SharedState::from_settings(&config.state);
         let live = build_live(config, &http, None);
+        state.attach_balancer(&balancer);
+        state.attach_clients(&live.clients);
         Arc::new(Runtime {
             live: RwLock::new(Arc::new(live)),
             balancer,

@@ -48,6 +48,7 @@ impl Runtime {
         let token = |id: &str| live.clients.get(id).map(|c| c.token_status());
         self.publisher.builder.build(Inputs {
             balancer: self.balancer.snapshot(),
+            state: self.state.status(),
             config: &live.config,
             token: &token,
             reload: self.reload_status(),

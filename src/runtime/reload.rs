@@ -55,6 +55,7 @@ impl Runtime {
         }
         self.balancer.reconfigure(balancer_spec(&config));
         let live = build_live(config, &self.http, Some(&old));
+        self.state.attach_clients(&live.clients);
         *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(live);
     }
 }

@@ -145,6 +145,7 @@ pub(super) fn health_json(s: &Snapshot) -> Value {
         "providers": { "total": s.providers.len(), "available": available },
         "uptimeMs": s.uptime_ms,
         "config": reload_json(s),
+        "state": s.state,
     })
 }
 

@@ -160,6 +160,7 @@ fn snapshot_of(providers: Vec<ProviderSnapshot>, rules: Vec<RuleView>, rate: f64
         .collect();
     Snapshot {
         seq: 42,
+        state: Default::default(),
         balancer_version: 1234,
         taken_at,
         now_ms: UPTIME_MS,
