@@ -350,6 +350,23 @@ impl Provider {
         }
     }
 
+    /// Whether this account talks to the real Kiro API (no `endpoint`, or an `amazonaws.com` one).
+    pub fn is_real_kiro_api(&self) -> bool {
+        let Some(url) = &self.endpoint else { return true };
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let host = rest.split(['/', ':', '?']).next().unwrap_or("").to_ascii_lowercase();
+        host == "amazonaws.com" || host.ends_with(".amazonaws.com")
+    }
+
+    /// The path the health probe `GET`s, or `None` for the authenticated `getUsageLimits` probe.
+    /// On the real Kiro API a configured path is not used: Kiro serves no `/health`, so probing
+    /// it would mark every working account unhealthy. (Example configs written for
+    /// claude-code-router carry `"endpoint": "/health"`; they load unchanged and work.)
+    pub fn health_probe_path(&self) -> Option<&str> {
+        let path = self.active_health_check()?.endpoint.as_deref()?;
+        (!self.is_real_kiro_api()).then_some(path)
+    }
+
     /// Health-check settings when checks are on (`healthCheck` present and enabled).
     pub fn active_health_check(&self) -> Option<&HealthCheck> {
         self.health_check.as_ref().filter(|h| h.enabled)

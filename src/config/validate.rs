@@ -69,10 +69,25 @@ pub fn parse_config(text: &str) -> Result<Config, ParseError> {
     let config: Config = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        ParseError::Invalid(vec![Problem { path, message: e.into_inner().to_string() }])
+        ParseError::Invalid(vec![Problem { path, message: plain_types(&e.into_inner().to_string()) }])
     })?;
     check_meaning(&config, &mut problems);
     if problems.is_empty() { Ok(config) } else { Err(ParseError::Invalid(problems)) }
+}
+
+/// serde's type names in words a config's author uses: "expected i64" is "expected a whole number".
+fn plain_types(message: &str) -> String {
+    let mut out = message.to_owned();
+    for (rust, words) in [
+        ("expected i64", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected f64", "expected a number"),
+    ] {
+        out = out.replace(rust, words);
+    }
+    out
 }
 
 /// serde_json appends " at line L column C"; we report those separately.
@@ -368,7 +383,7 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         at_least_one(&mut bad, format!("server.{key}"), value);
     }
     for (i, origin) in config.server.allowed_origins.iter().enumerate() {
-        if crate::server::guard::parse_origin(origin).is_none() {
+        if super::origin::parse_origin(origin).is_none() {
             bad(
                 format!("server.allowedOrigins[{i}]"),
                 format!(
@@ -440,14 +455,13 @@ pub fn warnings(config: &Config) -> Vec<Problem> {
     for (id, p) in &config.providers {
         if let Some(hc) = p.active_health_check()
             && let Some(path) = &hc.endpoint
-            && p.endpoint.is_none()
+            && p.is_real_kiro_api()
         {
             out.push(Problem {
                 path: format!("providers.{id}.healthCheck.endpoint"),
                 message: format!(
-                    "probes GET {}{path}, which the Kiro API does not serve, so checks will fail; \
-                     omit `endpoint` to use the authenticated getUsageLimits probe",
-                    p.api_base()
+                    "the Kiro API serves no {path}: health checks use the authenticated usage probe \
+                     (getUsageLimits) instead; remove `endpoint` to silence this note"
                 ),
             });
         }

@@ -24,7 +24,7 @@ impl Background {
     /// watcher; each ends when `shutdown` turns true.
     pub(crate) fn start(rt: &Arc<Runtime>, shutdown: &watch::Receiver<bool>) -> Background {
         let health = spawn_health_loop(rt.balancer.clone(), probe_fn(rt), shutdown.clone(), None);
-        let usage = crate::usage::poller::spawn_usage_poller(
+        let usage = super::usage_poller::spawn_usage_poller(
             rt.balancer.clone(),
             usage_fn(rt),
             shutdown.clone(),
@@ -99,7 +99,7 @@ fn probe_fn(rt: &Arc<Runtime>) -> ProbeFn {
 }
 
 /// The usage check: the provider's own client's `getUsageLimits`, looked up in the live config.
-fn usage_fn(rt: &Arc<Runtime>) -> crate::usage::poller::UsageFn {
+fn usage_fn(rt: &Arc<Runtime>) -> super::usage_poller::UsageFn {
     use crate::balancer::UsageProblem;
     let rt = Arc::downgrade(rt);
     Arc::new(move |id: String| {

@@ -16,13 +16,16 @@
 
 mod background;
 mod command;
+mod drain;
 mod publisher;
 mod reload;
 mod save;
 mod spec;
+mod usage_poller;
 
 pub(crate) use background::Background;
 pub(crate) use command::{Command, CommandError};
+pub(crate) use drain::Drain;
 pub(crate) use reload::ReloadError;
 pub(crate) use save::SaveError;
 pub use spec::balancer_spec;
@@ -61,7 +64,7 @@ pub struct Runtime {
     /// The published operator snapshot and what building it needs.
     publisher: publisher::Publisher,
     /// Ends in-flight streams when the shutdown deadline passes.
-    pub drain: crate::server::listen::Drain,
+    pub drain: Drain,
     /// The accounts' models for `/v1/models` (cached `ListAvailableModels`).
     pub(crate) models: crate::providers::codewhisperer::model_list::ModelCatalog,
     /// Where the pool's shared state lives (memory, or Redis): chosen at start.
@@ -87,7 +90,7 @@ impl Runtime {
             requests_total: AtomicU64::new(0),
             reload_lock: Mutex::new(()),
             publisher: publisher::Publisher::default(),
-            drain: crate::server::listen::Drain::default(),
+            drain: Drain::default(),
             models: Default::default(),
             state,
         })
