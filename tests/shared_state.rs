@@ -361,3 +361,36 @@ async fn redis_down_loses_no_request_and_sharing_resumes_when_it_is_back() {
     check_bindings_cross_instances(&two, "after").await;
     two.shutdown().await;
 }
+
+/// Without any Redis (the URL points at a socket nothing listens on) an instance with the Redis
+/// backend serves exactly as alone and says so: runs with `cargo test`, no redis-server needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redis+unix://{}", dir.path().join("nobody.sock").display());
+    let pool = pair_pool(quick())
+        .merge(json!({"state": {"backend": "redis", "url": url, "keyPrefix": "t:"}}))
+        .start()
+        .await
+        .expect("pool");
+    let instance = launch(pool.parsed_config().expect("valid"), &pool).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for i in 0..6 {
+        let mut req =
+            http.post(format!("{}/v1/messages", instance.base_url())).json(&main_turn("hi", i % 2 == 0));
+        if i % 3 == 0 {
+            req = req.header("x-claude-code-session-id", "lonely-session");
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("message_stop") || body.contains("\"stop_reason\""), "a full answer: {body}");
+    }
+    let health: Value =
+        http.get(format!("{}/health", instance.base_url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["state"]["backend"], "redis");
+    assert_eq!(health["state"]["connected"], false);
+    instance.shutdown().await;
+    pool.shutdown().await;
+}

@@ -172,3 +172,35 @@ pub trait SharedPool: Send + Sync + fmt::Debug {
     /// Publishes changed local facts (does not wait).
     fn publish(&self, publication: Publication);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changes_are_published_and_early_ends_are_clears() {
+        let now = Instant::now();
+        let cooling = Facts { cooling_until: Some(now + Duration::from_secs(30)), ..Facts::default() };
+        let p = Publication::diff("a", &Facts::default(), &cooling, now);
+        assert_eq!(p.cooling_for, Some(Duration::from_secs(30)));
+        assert!(!p.clear_cooling && p.open_for.is_none() && p.suspended.is_none());
+        assert!(Publication::diff("a", &cooling, &cooling, now).is_empty());
+        // Ended before its time (operator reset): cleared for the pool.
+        let cleared = Publication::diff("a", &cooling, &Facts::default(), now);
+        assert!(cleared.clear_cooling);
+        // Ran out: its key expires by itself, nothing to send.
+        let later = now + Duration::from_secs(31);
+        assert!(Publication::diff("a", &cooling, &Facts::default(), later).is_empty());
+        // A breaker: open publishes the time left, closing clears.
+        let open = Facts { open_until: Some(now + Duration::from_secs(60)), ..Facts::default() };
+        assert_eq!(
+            Publication::diff("a", &Facts::default(), &open, now).open_for,
+            Some(Some(Duration::from_secs(60)))
+        );
+        assert_eq!(Publication::diff("a", &open, &Facts::default(), now).open_for, Some(None));
+        let flags = Facts { suspended: true, drained: true, ..Facts::default() };
+        let p = Publication::diff("a", &Facts::default(), &flags, now);
+        assert_eq!((p.suspended, p.drained, p.needs_login), (Some(true), Some(true), None));
+        assert!(Publication::reset("a").clear_quota);
+    }
+}

@@ -604,6 +604,24 @@ impl StateSettings {
     pub fn is_redis(&self) -> bool {
         self.backend == "redis"
     }
+
+    /// The URL for display: its password (if any) shown as `***`.
+    pub fn shown_url(&self) -> Option<String> {
+        self.url.as_deref().map(redact_url)
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`. Unparsable text is not shown at all.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".to_owned(),
+    }
 }
 
 /// Milliseconds from the config (validated non-negative) as a `Duration`.

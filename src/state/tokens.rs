@@ -3,6 +3,7 @@
 //! `token:{id}` holds the last refreshed token (JSON, until it expires); `token-lock:{id}` is the
 //! pool's refresh lock (`SET NX` with [`LOCK_TTL`], so a refresher that dies frees it). Tokens in
 //! Redis are the same secrets as the token files: Redis must be private (docs/shared-state.md).
+//! While Redis is down every call answers at once ("away"): the instance refreshes alone.
 
 use super::RedisLink;
 use crate::providers::codewhisperer::token::{ShareFuture, SharedToken, TokenShare};
@@ -32,6 +33,9 @@ impl TokenShare for RedisTokens {
     fn fetch(&self, account: &str) -> ShareFuture<'_, Option<SharedToken>> {
         let key = self.link.key(&format!("token:{account}"));
         Box::pin(async move {
+            if !self.link.is_connected() {
+                return None;
+            }
             let text = self
                 .link
                 .run_background(|mut c| async move {
@@ -47,6 +51,10 @@ impl TokenShare for RedisTokens {
         let key = self.link.key(&format!("token-lock:{account}"));
         let me = self.instance.clone();
         Box::pin(async move {
+            if !self.link.is_connected() {
+                // Redis away: refresh alone, as a single instance does.
+                return None;
+            }
             let set = self
                 .link
                 .run_background(|mut c| async move {
@@ -74,6 +82,9 @@ impl TokenShare for RedisTokens {
             .unwrap_or(TOKEN_TTL);
         let text = serde_json::to_string(&token).unwrap_or_default();
         Box::pin(async move {
+            if !self.link.is_connected() {
+                return;
+            }
             let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
             self.link
                 .run_background(|mut c| async move {
@@ -97,6 +108,9 @@ impl TokenShare for RedisTokens {
     fn unlock(&self, account: &str) -> ShareFuture<'_, ()> {
         let lock = self.link.key(&format!("token-lock:{account}"));
         Box::pin(async move {
+            if !self.link.is_connected() {
+                return;
+            }
             self.link
                 .run_background(|mut c| async move {
                     redis::cmd("DEL").arg(&lock).query_async::<()>(&mut c).await
