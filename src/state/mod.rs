@@ -76,13 +76,12 @@ impl Default for StateStatus {
 }
 
 /// What `/status` lists as pool-wide with the Redis backend.
-pub const POOL_WIDE: [&str; 6] = [
-    "providers[].blocked: coolingDown, quotaExhausted, suspended, needsLogin, drained, breakerOpen",
-    "providers[].inFlight counts against maxConcurrentRequests with the other instances' leases",
-    "sessions: conversation bindings",
-    "breaker half-open probe: one for the pool",
-    "tokens: one refresh for the pool",
-    "while connected is false: nothing (each instance decides alone)",
+pub const POOL_WIDE: [&str; 5] = [
+    "providers[].blocked: cooling_down, quota_exhausted, suspended, needs_login, drained, breaker_open seen by any instance",
+    "maxConcurrentRequests: counted over every instance's leases (providers[].inFlight is this instance's share)",
+    "conversation bindings (providers[].sessions counts those this instance has served)",
+    "the breaker's half-open probe: one for the pool",
+    "token refreshes: one for the pool",
 ];
 
 impl SharedState {
