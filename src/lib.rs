@@ -20,6 +20,8 @@
 //! - [`signals`]: SIGINT / SIGTERM as one graceful stop; a second one forces the exit.
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
 //! - [`accounts`]: `ccr accounts import|login|list|remove` (token files and config edits).
+//! - [`keys`]: developers' keys: authentication, credit budgets, rate and concurrency limits,
+//!   usage by developer (`server.keys`, `ccr keys`).
 //! - [`integration`]: Claude Code integration: `ccr code`, `ccr stop`, `ccr statusline`.
 
 pub mod accounts;
@@ -34,6 +36,7 @@ pub mod config;
 pub mod demo;
 pub mod fsio;
 pub mod integration;
+pub mod keys;
 pub mod providers;
 #[warn(unreachable_pub)]
 pub mod runtime;

@@ -1,10 +1,12 @@
 //! The JSON config: schema, validation with JSON-path errors, lookup, and the `ccr check` report.
 
 mod describe;
+pub mod keys;
 pub mod schema;
 pub mod validate;
 pub mod watch;
 
+pub use keys::KeyEntry;
 pub use schema::*;
 pub use validate::{ParseError, Problem, parse_config, warnings};
 

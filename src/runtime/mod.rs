@@ -64,12 +64,15 @@ pub struct Runtime {
     pub drain: crate::server::listen::Drain,
     /// The accounts' models for `/v1/models` (cached `ListAvailableModels`).
     pub(crate) models: crate::providers::codewhisperer::model_list::ModelCatalog,
+    /// Developers' keys, their counters and usage (`server.keys`).
+    pub keys: crate::keys::Keys,
 }
 
 impl Runtime {
     pub fn new(config: Config, source: ConfigSource) -> Arc<Runtime> {
         let http = HttpClients::default();
         let balancer = Balancer::new(balancer_spec(&config));
+        let keys = crate::keys::Keys::new(&config);
         let live = build_live(config, &http, None);
         Arc::new(Runtime {
             live: RwLock::new(Arc::new(live)),
@@ -84,6 +87,7 @@ impl Runtime {
             publisher: publisher::Publisher::default(),
             drain: crate::server::listen::Drain::default(),
             models: Default::default(),
+            keys,
         })
     }
 

@@ -51,6 +51,7 @@ impl Runtime {
     pub(crate) fn apply_config(&self, config: Config) {
         let old = self.live();
         self.balancer.reconfigure(balancer_spec(&config));
+        self.keys.apply_config(&config);
         let live = build_live(config, &self.http, Some(&old));
         *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(live);
     }
