@@ -94,7 +94,7 @@ async fn keys_are_added_listed_and_removed_on_a_running_instance_without_leaking
     let after: Value = serde_json::from_str(&written).unwrap();
     assert_eq!(
         after["server"]["keys"],
-        json!([{"name": "alice", "keySha256": sha256_hex(alice.as_bytes()), "monthlyCredits": 5.0,
+        json!([{"name": "alice", "keySha256": sha256_hex(alice.as_bytes()), "monthlyCredits": 5,
                 "requestsPerMinute": 60, "models": ["claude-sonnet-4-5", "claude-haiku-*"]}])
     );
     let mut without_keys = after.clone();

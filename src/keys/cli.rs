@@ -122,7 +122,9 @@ pub fn entry_for(args: &AddArgs, key: &str) -> Map<String, Value> {
     entry.insert("name".into(), json!(args.name));
     entry.insert("keySha256".into(), json!(sha256_hex(key.as_bytes())));
     if let Some(c) = args.monthly_credits {
-        entry.insert("monthlyCredits".into(), json!(c));
+        // Whole numbers as integers (`300`, not `300.0`), as a person would write them.
+        let whole = c.fract() == 0.0 && c.abs() < 1e15;
+        entry.insert("monthlyCredits".into(), if whole { json!(c as i64) } else { json!(c) });
     }
     if let Some(n) = args.rpm {
         entry.insert("requestsPerMinute".into(), json!(n));
@@ -351,7 +353,7 @@ mod tests {
         let entry = Value::Object(entry_for(&args, "sk-ccr-x"));
         assert_eq!(
             entry,
-            json!({"name": "alice", "keySha256": sha256_hex(b"sk-ccr-x"), "monthlyCredits": 300.0,
+            json!({"name": "alice", "keySha256": sha256_hex(b"sk-ccr-x"), "monthlyCredits": 300,
                    "requestsPerMinute": 60, "models": ["claude-sonnet-4-5"]})
         );
         assert!(!entry.to_string().contains("sk-ccr-x"));

@@ -34,9 +34,9 @@ pub enum Refused {
 /// What [`KeyCounters::admit`] decided.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Admit {
-    /// Counted (one token taken, one slot held until [`KeyCounters::release`]); the credits
-    /// spent this month so far.
-    Yes { used: f64 },
+    /// Counted (one token taken, one slot held until [`KeyCounters::release`] of `slot`); the
+    /// credits spent this month so far.
+    Yes { used: f64, slot: u64 },
     /// Refused; nothing was taken.
     No(Refused),
 }
@@ -61,7 +61,7 @@ pub trait KeyCounters: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Admit, CountersError>>;
 
     /// Give back the concurrency slot `admit` took.
-    fn release(&self, key: &str);
+    fn release(&self, key: &str, slot: u64);
 
     /// Add `credits` to the key's month.
     fn charge(&self, key: &str, month: &str, credits: f64);
@@ -135,7 +135,7 @@ impl MemoryCounters {
             state.bucket = Some((tokens - 1.0, now));
         }
         state.in_flight += 1;
-        Admit::Yes { used }
+        Admit::Yes { used, slot: 0 }
     }
 
     fn charge_now(&self, key: &str, month: &str, credits: f64) {
@@ -168,7 +168,7 @@ impl KeyCounters for MemoryCounters {
         Box::pin(async move { Ok(decision) })
     }
 
-    fn release(&self, key: &str) {
+    fn release(&self, key: &str, _slot: u64) {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(state) = keys.get_mut(key) {
             state.in_flight = state.in_flight.saturating_sub(1);
@@ -205,7 +205,7 @@ mod tests {
         let limits = Limits { requests_per_minute: Some(3), ..Limits::default() };
         for _ in 0..3 {
             assert!(matches!(c.admit("a", M, limits).await, Ok(Admit::Yes { .. })));
-            c.release("a");
+            c.release("a", 0);
         }
         match c.admit("a", M, limits).await.unwrap() {
             Admit::No(Refused::Rate { per_minute: 3, retry_after }) => {
@@ -233,7 +233,7 @@ mod tests {
         assert!(matches!(c.admit("a", M, limits).await, Ok(Admit::Yes { .. })));
         assert!(matches!(c.admit("a", M, limits).await, Ok(Admit::Yes { .. })));
         assert_eq!(c.admit("a", M, limits).await, Ok(Admit::No(Refused::Concurrency { max: 2 })));
-        c.release("a");
+        c.release("a", 0);
         // The refused request took no token: the third one is still there.
         assert!(matches!(c.admit("a", M, limits).await, Ok(Admit::Yes { .. })));
     }
@@ -242,15 +242,15 @@ mod tests {
     async fn the_budget_counts_per_month_and_stops_at_the_limit() {
         let c = MemoryCounters::default();
         let limits = Limits { monthly_credits: Some(1.0), ..Limits::default() };
-        assert_eq!(c.admit("a", M, limits).await, Ok(Admit::Yes { used: 0.0 }));
+        assert_eq!(c.admit("a", M, limits).await, Ok(Admit::Yes { used: 0.0, slot: 0 }));
         c.charge("a", M, 0.75);
         c.charge("a", M, f64::NAN);
         c.charge("a", M, -3.0);
-        assert_eq!(c.admit("a", M, limits).await, Ok(Admit::Yes { used: 0.75 }));
+        assert_eq!(c.admit("a", M, limits).await, Ok(Admit::Yes { used: 0.75, slot: 0 }));
         c.charge("a", M, 0.25);
         assert_eq!(c.admit("a", M, limits).await, Ok(Admit::No(Refused::Budget { used: 1.0, budget: 1.0 })));
         // A new month starts from nothing.
-        assert_eq!(c.admit("a", "2026-12", limits).await, Ok(Admit::Yes { used: 0.0 }));
+        assert_eq!(c.admit("a", "2026-12", limits).await, Ok(Admit::Yes { used: 0.0, slot: 0 }));
         let spent = c.credits(&["a".into(), "nobody".into()], M).await.unwrap();
         assert_eq!(spent, HashMap::from([("a".to_string(), 1.0)]));
     }

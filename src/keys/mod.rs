@@ -207,9 +207,10 @@ impl KeyError {
     }
 }
 
-/// Numbers in messages: at most two decimals, no trailing zeros (`12.5`, `300`).
+/// Credits for people: two decimals from 1 up, four below (one answer costs about 0.01), no
+/// trailing zeros (`287.4`, `300`, `0.0123`).
 pub fn credits_text(v: f64) -> String {
-    let s = format!("{v:.2}");
+    let s = if v.abs() >= 1.0 { format!("{v:.2}") } else { format!("{v:.4}") };
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
@@ -358,16 +359,17 @@ impl Keys {
                 self.inner.fallback.admit_at(&entry.name, &month, entry.limits, tokio::time::Instant::now())
             }
         };
-        {
+        let slot = {
             let mut stats = self.stats();
             let s = stats.entry(entry.name.clone()).or_default();
             s.requests += 1;
             s.last_seen = Some(now);
             s.roll(&month);
             match decision {
-                Admit::Yes { used } => {
+                Admit::Yes { used, slot } => {
                     s.credits = s.credits.max(used);
                     s.live += 1;
+                    slot
                 }
                 Admit::No(refused) => {
                     let err = refusal(&entry.name, refused, now);
@@ -377,9 +379,9 @@ impl Keys {
                     return Err(err);
                 }
             }
-        }
+        };
         Ok(Ticket {
-            inner: Arc::new(TicketInner { keys: self.clone(), entry: entry.clone(), month, counters }),
+            inner: Arc::new(TicketInner { keys: self.clone(), entry: entry.clone(), month, counters, slot }),
         })
     }
 
@@ -461,11 +463,12 @@ struct TicketInner {
     entry: Arc<Entry>,
     month: String,
     counters: Arc<dyn KeyCounters>,
+    slot: u64,
 }
 
 impl Drop for TicketInner {
     fn drop(&mut self) {
-        self.counters.release(&self.entry.name);
+        self.counters.release(&self.entry.name, self.slot);
         if let Some(s) = self.keys.stats().get_mut(&self.entry.name) {
             s.live = s.live.saturating_sub(1);
         }

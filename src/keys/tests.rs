@@ -82,7 +82,8 @@ fn months_and_their_ends_are_utc_calendar_months() {
     assert_eq!(month_end(at(2026, 12, 31, 23)), at(2027, 1, 1, 0));
     assert_eq!(credits_text(12.5), "12.5");
     assert_eq!(credits_text(300.0), "300");
-    assert_eq!(credits_text(0.004), "0");
+    assert_eq!(credits_text(0.0123), "0.0123");
+    assert_eq!(credits_text(0.00001), "0");
 }
 
 #[tokio::test]

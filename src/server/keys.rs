@@ -10,11 +10,14 @@
 use crate::keys::{Caller, Ticket};
 use crate::runtime::Runtime;
 use axum::body::Body;
+use axum::body::{Bytes, HttpBody};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// The middleware on `/v1/*`.
 pub(super) async fn require_key(
@@ -53,9 +56,32 @@ pub(super) async fn require_key(
 /// The response, with `ticket` kept alive until its body has been sent or dropped.
 fn hold_until_sent(response: Response, ticket: Ticket) -> Response {
     let (parts, body) = response.into_parts();
-    let body = body.map_frame(move |frame| {
-        ticket.name();
-        frame
-    });
-    Response::from_parts(parts, Body::new(body))
+    Response::from_parts(parts, Body::new(Held { body, _ticket: ticket }))
+}
+
+/// A body that keeps a [`Ticket`] (and so the key's concurrency slot) until it is done; sizes
+/// pass through, so a JSON answer keeps its `Content-Length`.
+struct Held {
+    body: Body,
+    _ticket: Ticket,
+}
+
+impl HttpBody for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
