@@ -41,7 +41,7 @@ use bytes::Bytes;
 use ccr::anthropic::types::parse_request;
 use ccr::demo::pool::{Account, SimPool, SimPoolBuilder};
 use ccr::demo::upstream::{SimOptions, SimUpstream};
-use ccr::providers::codewhisperer::convert::{ConvertOptions, convert, request_body};
+use ccr::providers::codewhisperer::internals::{ConvertOptions, convert, request_body};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::Path;

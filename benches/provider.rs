@@ -11,10 +11,10 @@ mod shapes;
 
 use bytes::BytesMut;
 use ccr::anthropic::types::parse_request;
-use ccr::providers::codewhisperer::convert::{ConvertOptions, convert, request_body};
-use ccr::providers::codewhisperer::events::{KiroEvent, parse_frame};
-use ccr::providers::codewhisperer::eventstream::{FrameDecoder, encode_event};
-use ccr::providers::codewhisperer::stream::{MessageAggregator, ResponseOptions, SseTranslator};
+use ccr::providers::codewhisperer::internals::{
+    ConvertOptions, FrameDecoder, KiroEvent, MessageAggregator, ResponseOptions, SseTranslator, convert,
+    encode_event, parse_frame, request_body,
+};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use std::hint::black_box;
@@ -102,7 +102,9 @@ fn conversion(c: &mut Criterion) {
             b.iter(|| {
                 let req = parse_request(black_box(raw)).expect("valid");
                 let estimate = req.estimate_input_tokens();
-                let converted = convert(&req, &ConvertOptions::default()).expect("converts");
+                // As the proxy does: the estimate, computed once, also sizes the conversion.
+                let options = ConvertOptions { input_estimate: Some(estimate), ..ConvertOptions::default() };
+                let converted = convert(&req, &options).expect("converts");
                 black_box((estimate, request_body(&converted, None)))
             })
         });

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 ///
 /// ccr is an Anthropic-compatible proxy with a load balancer, health checks, circuit breakers and
 /// a live dashboard. Point Claude Code at it with
-/// `ANTHROPIC_BASE_URL=http://127.0.0.1:3456` and any `ANTHROPIC_API_KEY`.
+/// `ANTHROPIC_BASE_URL=http://127.0.0.1:3456` and `ANTHROPIC_AUTH_TOKEN=ccr` (or your
+/// `server.apiKey`). First time: `ccr init` writes a config with the accounts it finds.
 #[derive(Debug, Parser)]
 #[command(name = "ccr", version, about, long_about)]
 pub struct Cli {
@@ -19,8 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy headless; logs go to stderr.
     ///
-    /// Config lookup: --config, else $CCR_CONFIG, else ~/.claude-code-router/config.json,
-    /// else the built-in default.
+    /// Config lookup: --config, else $CCR_CONFIG, else ~/.config/ccr/config.json, else
+    /// ~/.claude-code-router/config.json if it is a ccr config, else the built-in default.
     Start(StartArgs),
     /// Run the proxy with the live dashboard in this terminal.
     Tui(TuiArgs),
@@ -38,16 +39,29 @@ pub enum Command {
     #[command(subcommand)]
     Keys(crate::keys::cli::KeysCommand),
     /// Run Claude Code through ccr, starting an instance in the background when none answers.
-    Code(crate::integration::CodeArgs),
+    Code(CodeArgs),
     /// Stop the background instance `ccr code` started for this config.
     Stop(ConfigArgs),
     /// The command for Claude Code's `statusLine` setting: account, credits, reset, category.
-    Statusline(crate::integration::StatuslineArgs),
+    Statusline(StatuslineArgs),
+    /// Write a starter config (default ~/.config/ccr/config.json) with the Kiro accounts found
+    /// in ~/.aws/sso/cache, and say what to do next.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Where to write. Default: ~/.config/ccr/config.json ($XDG_CONFIG_HOME/ccr/config.json).
+    #[arg(long, short = 'c', value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
-    /// Config file (JSON). Default: $CCR_CONFIG, else ~/.claude-code-router/config.json, else built in.
+    /// Config file (JSON). Default: $CCR_CONFIG, else ~/.config/ccr/config.json, else built in.
     #[arg(long, short = 'c', value_name = "PATH")]
     pub config: Option<PathBuf>,
 }
@@ -57,7 +71,8 @@ pub struct ListenArgs {
     /// Listen address, overriding `server.host`.
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
-    /// Listen port, overriding `server.port` (0 picks a free port).
+    /// Listen port, overriding `server.port` (0 picks a free port; `ccr demo` defaults to 3456
+    /// when free, else any free port).
     #[arg(long, value_name = "N")]
     pub port: Option<u16>,
 }
@@ -99,7 +114,8 @@ pub struct DemoArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// Base URL of the running instance. Default: the address in the config.
+    /// Address of the running instance (`http://127.0.0.1:3456` or `127.0.0.1:3456`); no
+    /// config is read when given. Default: the address in the config.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     #[command(flatten)]
@@ -133,4 +149,22 @@ mod tests {
             other => panic!("parsed as {other:?}"),
         }
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CodeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Arguments passed to Claude Code unchanged (after `--`).
+    #[arg(last = true, value_name = "CLAUDE_ARGS")]
+    pub claude_args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatuslineArgs {
+    /// Base URL of the instance. Default: the address in the config.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }

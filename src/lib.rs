@@ -19,6 +19,7 @@
 //! - [`fsio`]: reading the config and token files safely (regular files only, size caps).
 //! - [`signals`]: SIGINT / SIGTERM as one graceful stop; a second one forces the exit.
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
+//! - [`state`]: where the pool's shared state lives: memory, or Redis for several instances.
 //! - [`accounts`]: `ccr accounts import|login|list|remove` (token files and config edits).
 //! - [`keys`]: developers' keys: authentication, credit budgets, rate and concurrency limits,
 //!   usage by developer (`server.keys`, `ccr keys`).
@@ -30,10 +31,12 @@ pub mod anthropic;
 pub mod app;
 pub mod atomic_file;
 pub mod balancer;
+pub(crate) mod buffers;
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod firstrun;
 pub mod fsio;
 pub mod integration;
 pub mod keys;
@@ -45,6 +48,7 @@ pub mod server;
 pub mod signals;
 #[warn(unreachable_pub)]
 pub mod snapshot;
+pub mod state;
 #[warn(unreachable_pub)]
 pub mod status;
 #[warn(unreachable_pub)]

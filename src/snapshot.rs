@@ -51,6 +51,9 @@ pub enum ProviderStatus {
     Unhealthy,
     /// Taken out of rotation by the operator.
     Draining,
+    /// Its token file is missing or unusable, or its login is dead (the refresh was refused):
+    /// only the user can fix it.
+    NeedsLogin,
     /// Answered 429; out of rotation until the cooldown ends.
     CoolingDown,
     /// Its monthly quota is used up.
@@ -59,8 +62,6 @@ pub enum ProviderStatus {
     CircuitOpen,
     /// The upstream suspended the account: out until the operator resets it.
     Suspended,
-    /// Its login is dead (the refresh was refused): it needs a new login.
-    NeedsLogin,
 }
 
 impl ProviderStatus {
@@ -70,42 +71,33 @@ impl ProviderStatus {
         ProviderStatus::Unknown,
         ProviderStatus::Unhealthy,
         ProviderStatus::Draining,
+        ProviderStatus::NeedsLogin,
         ProviderStatus::CoolingDown,
         ProviderStatus::QuotaExhausted,
         ProviderStatus::CircuitOpen,
         ProviderStatus::Suspended,
-        ProviderStatus::NeedsLogin,
     ];
 
-    /// The wire name (`cooling_down`), as in JSON and metrics labels.
+    /// The one name of the state, everywhere: JSON, metrics labels, the `ccr status` table, the
+    /// dashboard and the README.
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderStatus::Healthy => "healthy",
             ProviderStatus::Unknown => "unknown",
             ProviderStatus::Unhealthy => "unhealthy",
             ProviderStatus::Draining => "draining",
+            ProviderStatus::NeedsLogin => "needs_login",
             ProviderStatus::CoolingDown => "cooling_down",
             ProviderStatus::QuotaExhausted => "quota_exhausted",
             ProviderStatus::CircuitOpen => "circuit_open",
             ProviderStatus::Suspended => "suspended",
-            ProviderStatus::NeedsLogin => "needs_login",
-        }
-    }
-
-    /// The words for people (`cooling down`).
-    pub fn label(self) -> &'static str {
-        match self {
-            ProviderStatus::CoolingDown => "cooling down",
-            ProviderStatus::QuotaExhausted => "quota exhausted",
-            ProviderStatus::CircuitOpen => "circuit open",
-            ProviderStatus::NeedsLogin => "needs login",
-            other => other.as_str(),
         }
     }
 }
 
 /// The outcome of the last config load or reload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReloadInfo {
     /// When it happened.
     pub at: DateTime<Utc>,
@@ -121,6 +113,7 @@ pub struct ReloadInfo {
 /// second plus monitoring requests): a provider that takes more samples than its window holds
 /// between two builds (over ~1000 requests/s with the default window) loses the excess.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LatencyHistogram {
     /// Cumulative counts, one per bound in [`TTFB_BUCKETS_SECONDS`] (samples ≤ that bound).
     pub buckets: Vec<u64>,
@@ -148,6 +141,7 @@ impl LatencyHistogram {
 
 /// Everything about one provider: the balancer's state plus the runtime's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ProviderView {
     /// The balancer's view: counters, breaker, health, latency, in-flight, weights, last error.
     #[serde(flatten)]
@@ -175,6 +169,7 @@ pub struct ProviderView {
 
 /// One routing rule: the balancer's view plus its model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RuleView {
     /// Strategy, candidates with weights and picks, failover, health checks, fallback.
     #[serde(flatten)]
@@ -185,6 +180,7 @@ pub struct RuleView {
 
 /// Everything an operator needs about a running instance, as plain data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     /// Build counter: higher is newer.
     pub seq: u64,
@@ -330,9 +326,10 @@ pub fn provider_status(p: &ProviderSnapshot, now_ms: u64) -> (ProviderStatus, Op
             BreakerState::Open => {
                 let next =
                     b.next_probe_ms.map_or_else(String::new, |at| format!("; next probe in {}", until(at)));
+                let why = b.open_reason.as_deref().unwrap_or("failures");
                 return (
                     ProviderStatus::CircuitOpen,
-                    Some(format!("circuit breaker OPEN after {} failures{next}", b.failures.max(1))),
+                    Some(format!("circuit breaker OPEN after {why}{next}")),
                 );
             }
             BreakerState::HalfOpen => {
@@ -501,7 +498,14 @@ impl SnapshotBuilder {
             .into_iter()
             .zip(histograms)
             .map(|(core, ttfb_histogram)| {
-                let (status, status_reason) = provider_status(&core, now_ms);
+                let token = token(&core.id).unwrap_or_default();
+                let (status, status_reason) = match &token.error {
+                    Some(error) if token.needs_login && !core.drained => (
+                        ProviderStatus::NeedsLogin,
+                        Some(format!("{error}; fix: {}", crate::firstrun::fix_hint(&core.id))),
+                    ),
+                    _ => provider_status(&core, now_ms),
+                };
                 let name = config
                     .providers
                     .get(&core.id)
@@ -510,12 +514,13 @@ impl SnapshotBuilder {
                     name,
                     status,
                     status_reason,
-                    available: core.blocked.iter().all(|r| *r == BlockReason::AtCapacity),
+                    available: status != ProviderStatus::NeedsLogin
+                        && core.blocked.iter().all(|r| *r == BlockReason::AtCapacity),
                     effective_weight: core.weight_override.unwrap_or(core.weight),
                     latency_p50_ms: percentile(&core, 50.0),
                     latency_p95_ms: percentile(&core, 95.0),
                     ttfb_histogram,
-                    token: token(&core.id).unwrap_or_default(),
+                    token,
                     core,
                 }
             })

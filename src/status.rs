@@ -130,7 +130,7 @@ pub(crate) fn render(s: &Snapshot) -> String {
         let reset = c.usage.as_ref().and_then(|u| u.reset_at).map(|t| t.format("%Y-%m-%d").to_string());
         rows.push(vec![
             c.id.clone(),
-            p.status.label().to_owned(),
+            p.status.as_str().to_owned(),
             or_dash(credits),
             or_dash(reset),
             breaker,
@@ -155,7 +155,9 @@ pub(crate) fn render(s: &Snapshot) -> String {
         if p.core.health.status == HealthStatus::Unhealthy && p.status != ProviderStatus::Unhealthy {
             notes.push("health checks failing".to_owned());
         }
-        if let Some(e) = &p.token.error {
+        if let Some(e) = &p.token.error
+            && p.status != ProviderStatus::NeedsLogin
+        {
             notes.push(format!("token: {}", clip(e, 120)));
         }
         if !notes.is_empty() {
@@ -278,6 +280,12 @@ pub(crate) fn default_url(config: &config::Config) -> String {
     format!("http://{host}:{}", config.server.port)
 }
 
+/// `host:port` as `http://host:port`; a URL with a scheme is kept.
+pub fn normalize_url(url: &str) -> String {
+    let url = url.trim();
+    if url.contains("://") { url.to_owned() } else { format!("http://{url}") }
+}
+
 /// Fetch a running instance's snapshot from `base` (e.g. `http://127.0.0.1:3456`).
 pub(crate) async fn fetch(base: &str) -> Result<Snapshot, StatusError> {
     let url = format!("{}{STATUS_PATH}", base.trim_end_matches('/'));
@@ -307,7 +315,7 @@ pub(crate) async fn fetch(base: &str) -> Result<Snapshot, StatusError> {
 /// `ccr status [--url URL]`: print a running instance's state; exit 1 when it cannot be reached.
 pub fn run(args: &StatusArgs) -> ExitCode {
     let base = match &args.url {
-        Some(url) => url.clone(),
+        Some(url) => normalize_url(url),
         None => {
             let source = config::locate(args.config.config.as_deref());
             match config::load(&source) {

@@ -34,11 +34,11 @@ impl Env {
     }
 
     fn user_config(&self) -> PathBuf {
-        self.home().join(".claude-code-router/config.json")
+        self.home().join(".config/ccr/config.json")
     }
 
     fn accounts_dir(&self) -> PathBuf {
-        self.home().join(".claude-code-router/accounts")
+        self.home().join(".config/ccr/accounts")
     }
 
     fn kiro_ide_file(&self) -> PathBuf {

@@ -28,9 +28,14 @@ fn seed_configs_pass_and_print_the_table() {
         assert!(stdout.contains("CLAUDE_SONNET_4_20250514_V1_0"), "{stdout}");
         assert!(stdout.contains(&format!("OK: {path} is valid")), "{stdout}");
     }
-    // The seed probes `/health` on the real Kiro API: valid, but worth a warning.
+    // The example config names `/health` on the real Kiro API, which serves none: the usage
+    // probe is used instead, and `check` says so once per account.
     let (_, stdout, _) = ccr_check("config/codewhisperer-load-balancing.json");
-    assert!(stdout.contains("warning: providers.codewhisperer-primary.healthCheck.endpoint: probes GET https://q.us-east-1.amazonaws.com/health"), "{stdout}");
+    assert!(stdout.contains("warning: providers.codewhisperer-primary.healthCheck.endpoint: the Kiro API serves no /health: health checks use the authenticated usage probe (getUsageLimits) instead"), "{stdout}");
+    assert!(
+        stdout.contains("probe getUsageLimits (the usage probe; the Kiro API serves no /health)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -100,7 +105,7 @@ const INVALID: &[(&str, &str)] = &[
     ),
     (
         "wrong-type",
-        "providers.codewhisperer-secondary.maxConcurrentRequests: invalid type: string \"eight\", expected i64",
+        "providers.codewhisperer-secondary.maxConcurrentRequests: invalid type: string \"eight\", expected a whole number",
     ),
 ];
 

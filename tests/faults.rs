@@ -525,19 +525,90 @@ async fn a_token_file_deleted_while_running_fails_over_then_recovers() {
 }
 
 #[tokio::test]
-async fn a_token_file_deleted_without_a_fallback_is_an_anthropic_401() {
+async fn a_token_file_deleted_without_a_fallback_is_a_server_side_error_naming_the_account() {
     bounded(async {
         let h = start_solo().await;
         std::fs::remove_file(token_path(&h, "a")).unwrap();
         let (out, _, _) = request(&h, &turn("no token", true)).await;
         match out {
             Outcome::Error { status, kind, message } => {
-                assert_eq!((status, kind.as_str()), (401, "authentication_error"));
+                // Not 401: clients read that as "your API key is wrong".
+                assert_eq!((status, kind.as_str()), (503, "api_error"));
+                assert!(
+                    message.starts_with(
+                        "no ccr account can serve this request: a: no usable token: token file "
+                    ),
+                    "{message}"
+                );
                 assert!(message.contains("not found"), "{message}");
+                assert!(message.contains("log in with the Kiro IDE"), "{message}");
+                assert!(message.contains("`ccr accounts import`"), "{message}");
                 assert!(!message.contains("aoa") && !message.contains("aor"), "no token material: {message}");
             }
             other => panic!("{other:?}"),
         }
+        assert_settled(&h, true).await;
+        h.shutdown().await;
+    })
+    .await;
+}
+
+async fn health(h: &Harness) -> (u16, Value) {
+    let r = reqwest::get(h.url("/health")).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn missing_token_files_are_seen_at_start_and_every_account_is_named() {
+    bounded(async {
+        // The token files are gone or broken before ccr starts.
+        let pool = pair().start().await.unwrap();
+        std::fs::remove_file(pool.token_path("a").unwrap()).unwrap();
+        std::fs::write(pool.token_path("b").unwrap(), "not json").unwrap();
+        let ccr = ccr::app::launch(
+            pool.parsed_config().unwrap(),
+            ccr::config::ConfigSource::Flag(pool.config_path.clone()),
+            ccr::app::ListenOverride { host: Some("127.0.0.1".into()), port: Some(0) },
+        )
+        .await
+        .unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let h = Harness {
+            ccr,
+            upstreams: pool.upstreams.clone(),
+            config_path: pool.config_path.clone(),
+            pool,
+            http,
+        };
+        // Before any request: both accounts need a login, and /health says nothing can serve.
+        let (status, body) = health(&h).await;
+        assert_eq!((status, body["status"].as_str()), (503, Some("unavailable")), "{body}");
+        let providers: Value = reqwest::get(h.url("/health/providers")).await.unwrap().json().await.unwrap();
+        for id in ["a", "b"] {
+            let p = &providers["providers"][id];
+            assert_eq!(p["status"], "needs_login", "{id}: {p}");
+            assert!(p["reason"].as_str().is_some_and(|r| r.contains("fix: log in with the Kiro IDE")), "{p}");
+        }
+        let (out, _, attempts) = request(&h, &turn("no tokens", false)).await;
+        match out {
+            Outcome::Error { status, kind, message } => {
+                assert_eq!((status, kind.as_str(), attempts.as_str()), (503, "api_error", "2"));
+                assert!(message.contains("a: no usable token: token file "), "{message}");
+                assert!(message.contains("b: no usable token: token file "), "{message}");
+                assert!(message.contains("malformed"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // One account fixed: it serves, and /health is ok again.
+        write_social_token_file(
+            &token_path(&h, "a"),
+            &h.upstreams[0].issue_credentials(Duration::from_secs(3600)),
+        )
+        .unwrap();
+        let (out, provider_id, _) = request(&h, &turn("fixed", false)).await;
+        assert_eq!((out, provider_id.as_str()), (Outcome::Complete, "a"));
+        assert_eq!(health(&h).await.0, 200);
+        assert_eq!(h.upstreams[1].stats().generate, 0, "nothing went out without a token");
         assert_settled(&h, true).await;
         h.shutdown().await;
     })

@@ -21,9 +21,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A two-provider config in the seed's shape, providers unreachable.
+/// A two-provider config in the seed's shape, providers unreachable (their token files exist,
+/// so both count as able to serve until something fails).
 fn config(dir: &Path, primary: i64, secondary: i64, api_key: Option<&str>) -> Value {
     let provider = |name: &str, weight: i64, threshold: i64| {
+        let token = json!({"accessToken": "aoa", "refreshToken": "aor",
+                           "expiresAt": "2099-01-01T00:00:00Z", "authMethod": "social"});
+        std::fs::write(dir.join(format!("{}.json", name.to_lowercase())), token.to_string())
+            .expect("token file");
         json!({
             "type": "aws",
             "name": name,
@@ -437,7 +442,7 @@ async fn with_an_api_key_admin_and_v1_require_it() {
     assert_eq!(ccr.get("/health").await.0, 200);
     assert_eq!(ccr.get("/dashboard/load-balancing").await.0, 200);
     let (_, snapshot) = ccr.get("/status").await;
-    assert_eq!(snapshot["api_key_required"], true);
+    assert_eq!(snapshot["apiKeyRequired"], true);
     ccr.shutdown().await;
 }
 

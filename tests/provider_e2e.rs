@@ -258,6 +258,32 @@ async fn count_tokens_answers_an_estimate() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert!(v["input_tokens"].as_u64().unwrap() >= 500, "{v}");
+    // The count-tokens request shape: no `max_tokens`, no `stream` (as the Anthropic SDKs and
+    // Claude Code send it).
+    let count = json!({
+        "model": "claude-opus-4-8",
+        "system": [{"type": "text", "text": "You are Claude Code."}],
+        "tools": [{"name": "Read", "description": "read", "input_schema": {"type": "object"}}],
+        "thinking": {"type": "enabled", "budget_tokens": 4000},
+        "messages": [{"role": "user", "content": "word ".repeat(400)}]
+    });
+    let r = h.http.post(h.url("/v1/messages/count_tokens")).json(&count).send().await.unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert!(v["input_tokens"].as_u64().unwrap() >= 400, "{v}");
+    // Still a request: no messages is the client's error, named like /v1/messages names it.
+    let r = h
+        .http
+        .post(h.url("/v1/messages/count_tokens"))
+        .json(&json!({"model": "m", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    assert_eq!(h.upstreams[0].stats().generate, 0, "counting never calls the upstream");
     h.shutdown().await;
 }
 

@@ -1,5 +1,6 @@
-//! Fuzz target: the AWS event-stream frame decoder and the two response sinks behind it (the
-//! streaming SSE translator and the non-streaming message aggregator).
+//! Fuzz target: the production response pipeline, bytes → frames → Kiro events → Anthropic SSE
+//! (`Answer::into_sse`) or one JSON message (`Answer::collect`), exactly as the proxy runs it
+//! over an upstream body, plus the frame decoder on its own.
 //!
 //! The first input byte picks how the rest is read: as raw bytes, or as a recipe for well-formed
 //! frames (events of every Kiro type with payloads built to reach the event parsers and the
@@ -9,17 +10,19 @@
 //! Properties checked, beyond "no panic":
 //! - the SSE output is UTF-8, every `data:` line is JSON, it starts with `message_start`, ends
 //!   with `message_stop` or `error`, and closes every block it opened;
+//! - the upstream outcome is reported once, and is an error exactly when the SSE ends in `error`;
 //! - a decoder error is sticky (the next call returns the same error);
-//! - the aggregated message is a JSON message with a content array.
+//! - the collected message is a JSON message with a content array, or the answer failed.
 #![no_main]
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use ccr::anthropic::sse::parse_events;
-use ccr::providers::codewhisperer::events::parse_frame;
-use ccr::providers::codewhisperer::eventstream::{
-    FrameDecoder, encode_event, encode_exception, encode_frame,
+use ccr::providers::codewhisperer::Answer;
+use ccr::providers::codewhisperer::internals::{
+    Body, FrameDecoder, ResponseOptions, encode_event, encode_exception, encode_frame,
 };
-use ccr::providers::codewhisperer::stream::{MessageAggregator, ResponseOptions, SseResponse};
+use futures_util::StreamExt;
+use std::time::Duration;
 use libfuzzer_sys::arbitrary::{self, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
@@ -153,20 +156,29 @@ fn options(thinking: bool) -> ResponseOptions {
     }
 }
 
-fn streaming(bytes: &[u8], read: usize, thinking: bool) {
-    let mut sse = SseResponse::new(options(thinking), "msg_fuzz".into());
-    let mut out = BytesMut::new();
-    sse.start(&mut out);
-    let mut failed = false;
-    for piece in bytes.chunks(read) {
-        if sse.on_bytes(piece, &mut out).is_err() {
-            failed = true;
-            break;
+/// The upstream body as the HTTP client would hand it over: `read` bytes at a time.
+fn body(bytes: &[u8], read: usize) -> Body {
+    let chunks: Vec<_> = bytes.chunks(read).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    futures_util::stream::iter(chunks).boxed()
+}
+
+async fn answer(bytes: &[u8], read: usize, thinking: bool) -> Option<Answer> {
+    // An answer that fails before its first event is an error (the proxy fails over): fine.
+    Answer::from_body(body(bytes, read), options(thinking), Duration::from_secs(60)).await.ok()
+}
+
+async fn streaming(bytes: &[u8], read: usize, thinking: bool) {
+    let Some(answer) = answer(bytes, read, thinking).await else { return };
+    let mut sse = answer.into_sse();
+    let mut out = Vec::new();
+    let mut outcome = None;
+    while let Some(chunk) = sse.next_chunk(&mut |_| {}).await {
+        out.extend_from_slice(&chunk);
+        if let Some(o) = sse.take_outcome() {
+            assert!(outcome.replace(o).is_none(), "the outcome is reported once");
         }
     }
-    if !failed {
-        let _ = sse.on_end(&mut out);
-    }
+    let outcome = outcome.expect("an ended answer has an outcome");
     let text = std::str::from_utf8(&out).expect("SSE output is UTF-8");
     let events = parse_events(text);
     for (name, data) in &events {
@@ -175,39 +187,45 @@ fn streaming(bytes: &[u8], read: usize, thinking: bool) {
     }
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names.first(), Some(&"message_start"), "{text}");
-    assert!(matches!(names.last(), Some(&"message_stop") | Some(&"error")), "{text}");
+    match outcome {
+        Ok(()) => assert_eq!(names.last(), Some(&"message_stop"), "{text}"),
+        Err(_) => assert_eq!(names.last(), Some(&"error"), "{text}"),
+    }
     let opened = names.iter().filter(|n| **n == "content_block_start").count();
     let closed = names.iter().filter(|n| **n == "content_block_stop").count();
     assert_eq!(opened, closed, "{text}");
 }
 
-fn aggregated(bytes: &[u8], read: usize, thinking: bool) {
+async fn collected(bytes: &[u8], read: usize, thinking: bool) {
+    let Some(answer) = answer(bytes, read, thinking).await else { return };
+    if let Ok(message) = answer.collect(|_| {}).await {
+        assert_eq!(message["type"], "message");
+        assert!(message["content"].is_array(), "{message}");
+    }
+}
+
+/// The frame decoder alone: errors are sticky and leave nothing buffered.
+fn frames_only(bytes: &[u8], read: usize) {
     let mut decoder = FrameDecoder::new();
-    let mut message = MessageAggregator::new(options(thinking), "msg_fuzz".into());
-    'feed: for piece in bytes.chunks(read) {
+    for piece in bytes.chunks(read) {
         decoder.feed(piece);
         loop {
             match decoder.next_frame() {
-                Ok(Some(frame)) => match parse_frame(&frame) {
-                    Ok(event) => {
-                        if message.on_event(event).is_err() {
-                            break 'feed;
-                        }
-                    }
-                    Err(_) => break 'feed,
-                },
+                Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(e) => {
                     assert_eq!(decoder.next_frame(), Err(e), "decoder errors are sticky");
                     assert_eq!(decoder.buffered_len(), 0, "a failed decoder holds nothing");
-                    break 'feed;
+                    return;
                 }
             }
         }
     }
-    let message = message.finish();
-    assert_eq!(message["type"], "message");
-    assert!(message["content"].is_array(), "{message}");
+}
+
+thread_local! {
+    static RUNTIME: tokio::runtime::Runtime =
+        tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime");
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -222,6 +240,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let read = if read == 0 { bytes.len().max(1) } else { usize::from(read) };
     let thinking = thinking % 2 == 1;
-    streaming(&bytes, read, thinking);
-    aggregated(&bytes, read, thinking);
+    frames_only(&bytes, read);
+    RUNTIME.with(|rt| {
+        rt.block_on(async {
+            streaming(&bytes, read, thinking).await;
+            collected(&bytes, read, thinking).await;
+        })
+    });
 });

@@ -15,7 +15,7 @@
 use ccr::anthropic::ErrorKind;
 use ccr::anthropic::types::parse_request;
 use ccr::classify::{Thresholds, classify};
-use ccr::providers::codewhisperer::convert::{ConvertOptions, check_kiro_body, convert, request_body};
+use ccr::providers::codewhisperer::internals::{ConvertOptions, check_kiro_body, convert, request_body};
 use libfuzzer_sys::arbitrary::{self, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};

@@ -53,9 +53,21 @@ pub(crate) async fn execute(
             };
         }
     };
+    // Balancer changes are logged like the admin API's (reload and save log their own).
+    let logged = matches!(command, Command::Balancer(_));
     match runtime.execute(command).await {
-        Ok(outcome) => Feedback::done(outcome.message),
-        Err(e) => Feedback::err(e.to_string()),
+        Ok(outcome) => {
+            if logged {
+                tracing::info!("dashboard: {outcome}");
+            }
+            Feedback::done(outcome.message)
+        }
+        Err(e) => {
+            if logged {
+                tracing::warn!("dashboard command refused: {e}");
+            }
+            Feedback::err(e.to_string())
+        }
     }
 }
 

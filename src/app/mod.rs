@@ -8,10 +8,11 @@
 
 pub mod dashboard;
 
+pub use crate::config::origin::is_loopback;
 use crate::config::{Config, ConfigSource};
 use crate::runtime::{Background, Runtime};
 use crate::server;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -44,12 +45,6 @@ pub struct Running {
     background: Background,
 }
 
-/// True for addresses only this machine can reach.
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Start the proxy, its health checks, the snapshot publisher and the config file watcher.
 pub async fn launch(
     config: Config,
@@ -68,6 +63,11 @@ pub async fn launch(
     let addr =
         listener.local_addr().map_err(|e| LaunchError::Bind { addr: format!("{host}:{port}"), source: e })?;
     let runtime = Runtime::new(config, source);
+    // Read every token file now: a missing one shows as `needs_login` at once (dashboard,
+    // `/health`), not after the first request.
+    for client in runtime.live().clients.values() {
+        let _ = client.check_token_file().await;
+    }
     runtime.set_listen_addr(addr);
     let (shutdown, rx) = watch::channel(false);
     let background = Background::start(&runtime, &rx);
@@ -102,21 +102,6 @@ impl Running {
             Ok(Err(e)) => tracing::warn!("server ended with an error: {e}"),
             Err(e) => tracing::warn!("server task failed: {e}"),
             Ok(Ok(())) => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_detection() {
-        for host in ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"] {
-            assert!(is_loopback(host), "{host}");
-        }
-        for host in ["0.0.0.0", "192.168.1.2", "::", "example.com"] {
-            assert!(!is_loopback(host), "{host}");
         }
     }
 }

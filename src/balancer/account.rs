@@ -2,6 +2,7 @@
 //! (the last `getUsageLimits` report plus the credits metered since), its tier and model list,
 //! and the states only an operator or a new login ends (`suspended`, `needs_login`).
 
+pub use crate::usage::UsageProblem;
 use crate::usage::{UsageReport, tier_serves};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,17 +21,6 @@ pub struct UsageParams {
 pub const DEFAULT_USAGE_REFRESH: Duration = Duration::from_secs(300);
 /// Shortest poll interval accepted.
 pub const MIN_USAGE_REFRESH: Duration = Duration::from_secs(10);
-
-/// Why a usage check failed, as the poller classifies it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UsageProblem {
-    /// `403` "temporarily is suspended": out of rotation until an operator resets it.
-    Suspended(String),
-    /// The token refresh was answered `invalid_grant`: the account needs a new login.
-    NeedsLogin(String),
-    /// Anything else (network, 5xx, 429): shown, changes nothing else.
-    Other(String),
-}
 
 /// The latest usage of one account.
 #[derive(Debug, Clone, PartialEq)]

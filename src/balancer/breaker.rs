@@ -64,6 +64,8 @@ pub struct Breaker {
     next_ticket: u64,
     /// How many times the breaker has opened (for the dashboard).
     times_opened: u64,
+    /// What opened it last (kept while open or half-open).
+    open_reason: Option<String>,
 }
 
 impl Breaker {
@@ -77,6 +79,7 @@ impl Breaker {
             probe_out: None,
             next_ticket: 1,
             times_opened: 0,
+            open_reason: None,
         }
     }
 
@@ -167,11 +170,17 @@ impl Breaker {
         self.poll(now);
         self.failures.push_back(now);
         if self.is_current_probe(ticket) {
-            self.open(now);
+            self.open(now, "the half-open probe request failed".to_owned());
             return true;
         }
         if self.state == BreakerState::Closed && self.failures.len() >= self.threshold() {
-            self.open(now);
+            let reason = format!(
+                "{} failures in {}s (threshold {})",
+                self.failures.len(),
+                self.params.monitoring_period.as_secs_f64().round(),
+                self.threshold()
+            );
+            self.open(now, reason);
             return true;
         }
         false
@@ -194,9 +203,11 @@ impl Breaker {
         self.failures.clear();
         self.opened_at = None;
         self.probe_out = None;
+        self.open_reason = None;
     }
 
-    fn open(&mut self, now: Instant) {
+    fn open(&mut self, now: Instant, reason: String) {
+        self.open_reason = Some(reason);
         self.state = BreakerState::Open;
         self.opened_at = Some(now);
         self.probe_out = None;
@@ -227,6 +238,12 @@ impl Breaker {
     /// Whether the half-open probe is out.
     pub fn probe_in_flight(&self) -> bool {
         self.probe_out.is_some()
+    }
+
+    /// What opened the breaker, while it is open or half-open ("3 failures in 10s (threshold
+    /// 3)"): the window decays while it is open, so the count at that moment is kept.
+    pub fn open_reason(&self) -> Option<&str> {
+        self.open_reason.as_deref()
     }
 
     /// How many times the breaker has opened.
@@ -267,6 +284,13 @@ mod tests {
         assert_eq!(b.opened_at(), Some(now()));
         assert_eq!(b.times_opened(), 1);
         assert_eq!(b.check(now()), Admission::Reject { retry_at: Some(now() + Duration::from_secs(30)) });
+        // The window decays while open; what opened it is kept as it was.
+        advance(Duration::from_secs(20)).await;
+        b.poll(now());
+        assert_eq!(b.failure_count(), 0);
+        assert_eq!(b.open_reason(), Some("3 failures in 10s (threshold 3)"));
+        b.reset();
+        assert_eq!(b.open_reason(), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -35,6 +35,9 @@ pub enum CommandError {
     /// The provider is not one the rule can pick.
     #[error("provider {provider:?} is not in rule {rule:?}")]
     NotInRule { provider: String, rule: String },
+    /// The weight would leave a rule with every weight 0 (the config validator refuses the same).
+    #[error("weight 0 would leave rule {rule:?} with every weight 0: nothing could be picked")]
+    AllZero { rule: String },
     /// `CheckNow` for a provider without active health checks.
     #[error("provider {0:?} has no health check configured")]
     NoHealthCheck(String),
@@ -57,8 +60,35 @@ pub(crate) enum Effect {
 }
 
 impl State {
+    /// Refuse weight 0 for `provider` (in `rule`, or in every rule without a rule override) when
+    /// a rule would be left with every weight 0.
+    fn refuse_all_zero(&self, provider: &str, only: Option<&str>) -> Result<(), CommandError> {
+        for r in &self.rules {
+            if !r.candidates.iter().any(|c| c == provider) || only.is_some_and(|o| o != r.spec.category) {
+                continue;
+            }
+            let total: u64 = r
+                .candidates
+                .iter()
+                .filter_map(|id| self.provider(id))
+                .map(|p| {
+                    let changed =
+                        p.spec.id == provider && (only.is_some() || !r.overrides.contains_key(&p.spec.id));
+                    if changed { 0 } else { u64::from(r.weight(p)) }
+                })
+                .sum();
+            if total == 0 {
+                return Err(CommandError::AllZero { rule: r.spec.category.clone() });
+            }
+        }
+        Ok(())
+    }
+
     /// Applies a command, returning a one-line description of what changed.
     pub(crate) fn apply(&mut self, cmd: Command, now: Instant) -> Result<(String, Effect), CommandError> {
+        if let Command::SetWeight { provider, rule, weight: 0 } = &cmd {
+            self.refuse_all_zero(provider, rule.as_deref())?;
+        }
         match cmd {
             Command::SetWeight { provider, rule: None, weight } => {
                 let p = self

@@ -71,7 +71,7 @@ impl PeakEwma {
         }
         let idle = now.saturating_duration_since(self.updated).as_secs_f64();
         let stale = idle - self.tau_secs;
-        if stale <= 0.0 {
+        if stale <= 0.0 || self.value_ms <= self.default_ms {
             return self.value_ms;
         }
         let w = (-stale / self.tau_secs).exp();
@@ -204,6 +204,16 @@ mod tests {
         // A sample after the long gap nearly replaces the (default-like) estimate.
         e.observe(Duration::from_millis(300), Instant::now());
         assert_eq!(e.value_ms(Instant::now()), 300.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_estimate_below_the_default_does_not_rise() {
+        let mut e = PeakEwma::new(DEFAULT, TAU, Instant::now());
+        e.observe(Duration::from_millis(120), Instant::now());
+        for _ in 0..5 {
+            tokio::time::advance(TAU * 10).await;
+            assert_eq!(e.value_ms(Instant::now()), 120.0);
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -290,6 +290,16 @@ impl Balancer {
         })
     }
 
+    /// How many providers one request for `category` may try: all of its rule's providers when a
+    /// failed attempt may move on ([`Balancer::rule_failover`]), else one. One look at the rule.
+    pub fn max_attempts(&self, category: &str) -> usize {
+        self.lock().rule_for(category).map_or(1, |r| {
+            let failover =
+                r.spec.failover || (r.spec.strategy == StrategyKind::Single && r.spec.fallback.is_some());
+            if failover { r.candidates.len().max(1) } else { 1 }
+        })
+    }
+
     /// The strategy of the rule serving `category`.
     pub fn rule_strategy(&self, category: &str) -> Option<StrategyKind> {
         self.lock().rule_kind(category)

@@ -58,6 +58,7 @@ pub enum BlockReason {
 
 /// Request counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Counters {
     /// Requests sent to the provider (picks).
     pub requests: u64,
@@ -81,6 +82,7 @@ pub enum SampleSource {
 
 /// One latency sample.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LatencySample {
     /// When it was taken.
     pub at_ms: u64,
@@ -92,6 +94,7 @@ pub struct LatencySample {
 
 /// Latency of one provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LatencySnapshot {
     /// The peak-EWMA of time to first byte now, in ms (the default when unmeasured).
     pub ewma_ms: f64,
@@ -105,6 +108,7 @@ pub struct LatencySnapshot {
 
 /// Active-check health of one provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HealthSnapshot {
     /// Whether active checks are configured.
     pub enabled: bool,
@@ -126,6 +130,7 @@ pub struct HealthSnapshot {
 
 /// Circuit breaker of one provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BreakerSnapshot {
     /// CLOSED / OPEN / HALF_OPEN.
     pub state: BreakerState,
@@ -145,10 +150,14 @@ pub struct BreakerSnapshot {
     pub probe_in_flight: bool,
     /// How often it has opened.
     pub times_opened: u64,
+    /// What opened it, while open or half-open (`3 failures in 10s (threshold 3)`).
+    #[serde(default)]
+    pub open_reason: Option<String>,
 }
 
 /// The last error of a provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorSnapshot {
     /// When it happened.
     pub at_ms: u64,
@@ -158,6 +167,7 @@ pub struct ErrorSnapshot {
 
 /// Everything about one provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ProviderSnapshot {
     /// Provider id.
     pub id: String,
@@ -210,6 +220,7 @@ impl ProviderSnapshot {
 
 /// One provider as a rule sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RuleProviderSnapshot {
     /// Provider id.
     pub id: String,
@@ -225,6 +236,7 @@ pub struct RuleProviderSnapshot {
 
 /// One rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RuleSnapshot {
     /// Category.
     pub category: String,
@@ -242,6 +254,7 @@ pub struct RuleSnapshot {
 
 /// Waiters for capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct QueueSnapshot {
     /// Requests waiting now.
     pub waiting: usize,
@@ -253,6 +266,7 @@ pub struct QueueSnapshot {
 
 /// The whole balancer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BalancerSnapshot {
     /// The change counter at the time of the snapshot.
     pub version: u64,
@@ -306,6 +320,7 @@ pub(crate) fn build(
                 next_probe_ms: b.next_probe_at(now).map(ms),
                 probe_in_flight: b.probe_in_flight(),
                 times_opened: b.times_opened(),
+                open_reason: b.open_reason().map(str::to_owned),
             });
             ProviderSnapshot {
                 id: p.spec.id.clone(),

@@ -880,7 +880,7 @@ fn mark_exhausted(p: &mut ProviderState, now: Instant, wall: chrono::DateTime<ch
         .as_ref()
         .and_then(|u| u.report.reset_at)
         .filter(|t| *t > wall)
-        .unwrap_or_else(|| crate::providers::codewhisperer::client::next_quota_reset(wall));
+        .unwrap_or_else(|| crate::usage::next_quota_reset(wall));
     p.quota_until = Some(later(now, until_wall(reset, wall)));
     tracing::warn!(provider = %p.spec.id, reset = %reset, "credits used up: out until the reset");
 }

@@ -250,6 +250,7 @@ async fn unknown_category_uses_default_rule_and_no_default_is_an_error() {
     assert!(!b.rule_failover("search"), "single without fallback and without failover");
     assert_eq!(b.rule_strategy("search"), Some(StrategyKind::Single));
     assert_eq!(b.rule_provider_count("search"), 1);
+    assert_eq!((b.max_attempts("thinking"), b.max_attempts("search")), (2, 1));
     assert_eq!(b.rule_category("thinking").as_deref(), Some("default"));
     let counters = b.snapshot().provider("a").expect("a").by_category.get("thinking").copied();
     assert_eq!(counters, Some(Counters { requests: 1, successes: 0, failures: 0, neutral: 1 }));
@@ -807,6 +808,27 @@ async fn every_command_changes_the_snapshot() {
         Err(CommandError::NotInRule { provider: "a".into(), rule: "background".into() })
     );
     assert_eq!(b.apply(Command::CheckNow("b".into())), Err(CommandError::NoHealthCheck("b".into())));
+    // Weight 0 is fine while another provider of the rule keeps a weight...
+    step(
+        &b,
+        &mut version,
+        Command::SetWeight { provider: "a".into(), rule: Some("default".into()), weight: 0 },
+    );
+    // ...but not when it leaves a rule with every weight 0 (as the config validator refuses).
+    let zero = CommandError::AllZero { rule: "default".into() };
+    assert_eq!(
+        b.apply(Command::SetWeight { provider: "b".into(), rule: Some("default".into()), weight: 0 }),
+        Err(zero.clone())
+    );
+    // Provider-wide: `background` (b alone) would be left with nothing.
+    step(
+        &b,
+        &mut version,
+        Command::SetWeight { provider: "a".into(), rule: Some("default".into()), weight: 5 },
+    );
+    let background = CommandError::AllZero { rule: "background".into() };
+    assert_eq!(b.apply(Command::SetWeight { provider: "b".into(), rule: None, weight: 0 }), Err(background));
+    assert_eq!(b.snapshot().rule("default").expect("r").providers[1].weight, 30, "nothing changed");
 }
 
 #[tokio::test(start_paused = true)]

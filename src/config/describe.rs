@@ -47,7 +47,10 @@ impl Config {
         let rows: Vec<[String; 5]> = Category::ALL
             .iter()
             .map(|&category| {
-                let (rule_name, rule) = self.rule(category);
+                let Ok((rule_name, rule)) = self.rule(category) else {
+                    let none = String::new;
+                    return [category.to_string(), "(no rule)".into(), none(), none(), none()];
+                };
                 if rule_name != category.as_str() {
                     return [
                         category.to_string(),
@@ -113,9 +116,10 @@ impl Config {
                     hc.interval,
                     hc.timeout,
                     hc.retries,
-                    match &hc.endpoint {
-                        Some(ep) => format!("GET {}{ep}", p.api_base()),
-                        None => "getUsageLimits".into(),
+                    match (p.health_probe_path(), &hc.endpoint) {
+                        (Some(ep), _) => format!("GET {}{ep}", p.api_base()),
+                        (None, Some(ep)) => format!("getUsageLimits (the usage probe; the Kiro API serves no {ep})"),
+                        (None, None) => "getUsageLimits".into(),
                     }
                 ),
                 None => writeln!(out, "    health check: off"),

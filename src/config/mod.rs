@@ -2,6 +2,8 @@
 
 mod describe;
 pub mod keys;
+pub mod locate;
+pub(crate) mod origin;
 pub mod schema;
 pub mod validate;
 pub mod watch;
@@ -25,18 +27,25 @@ pub enum ConfigSource {
     Flag(PathBuf),
     /// `$CCR_CONFIG`.
     Env(PathBuf),
-    /// `~/.claude-code-router/config.json`.
+    /// ccr's user config, `~/.config/ccr/config.json` (see [`locate::user_config_path`]).
     Home(PathBuf),
+    /// `~/.claude-code-router/config.json` holding a ccr config (the path ccr used first).
+    Legacy(PathBuf),
     /// Nothing found: the built-in default.
     Embedded,
+    /// The built-in default, after skipping claude-code-router's config at this path.
+    EmbeddedSkipping(PathBuf),
 }
 
 impl ConfigSource {
     /// The file behind this source, if any (the embedded default has none).
     pub fn path(&self) -> Option<&Path> {
         match self {
-            ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::Home(p) => Some(p),
-            ConfigSource::Embedded => None,
+            ConfigSource::Flag(p)
+            | ConfigSource::Env(p)
+            | ConfigSource::Home(p)
+            | ConfigSource::Legacy(p) => Some(p),
+            ConfigSource::Embedded | ConfigSource::EmbeddedSkipping(_) => None,
         }
     }
 
@@ -46,10 +55,17 @@ impl ConfigSource {
             ConfigSource::Flag(p) => format!("config: {} (from --config)", p.display()),
             ConfigSource::Env(p) => format!("config: {} (from ${CONFIG_ENV})", p.display()),
             ConfigSource::Home(p) => format!("config: {} (the user config)", p.display()),
+            ConfigSource::Legacy(p) => format!("config: {} (the older user config path)", p.display()),
             ConfigSource::Embedded => {
-                "config: built-in default (no --config, no $CCR_CONFIG, no ~/.claude-code-router/config.json)"
+                "config: built-in default (no --config, no $CCR_CONFIG, no ~/.config/ccr/config.json; \
+                 `ccr init` writes one)"
                     .into()
             }
+            ConfigSource::EmbeddedSkipping(p) => format!(
+                "config: built-in default (ignored {}: it is claude-code-router's (Node.js) config; \
+                 `ccr init` writes a ccr config to ~/.config/ccr/config.json)",
+                p.display()
+            ),
         }
     }
 
@@ -62,8 +78,9 @@ impl ConfigSource {
     }
 }
 
-/// Decide which config to use: `--config`, else `$CCR_CONFIG`, else the user config if it
-/// exists, else the embedded default.
+/// Decide which config to use: `--config`, else `$CCR_CONFIG`, else ccr's user config if it
+/// exists, else `~/.claude-code-router/config.json` if it holds a ccr config, else the embedded
+/// default (see [`locate`](self::locate) for why).
 pub fn locate(flag: Option<&Path>) -> ConfigSource {
     if let Some(p) = flag {
         return ConfigSource::Flag(p.to_path_buf());
@@ -71,18 +88,21 @@ pub fn locate(flag: Option<&Path>) -> ConfigSource {
     if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
         return ConfigSource::Env(PathBuf::from(p));
     }
-    if let Some(p) = user_config_path()
-        && p.is_file()
-    {
+    if let Some(p) = locate::user_config_path().filter(|p| p.is_file()) {
         return ConfigSource::Home(p);
     }
-    ConfigSource::Embedded
+    match locate::legacy_ccr_config() {
+        Ok(Some(p)) => ConfigSource::Legacy(p),
+        Ok(None) => ConfigSource::Embedded,
+        Err(skipped) => ConfigSource::EmbeddedSkipping(skipped),
+    }
 }
 
-/// The user config file, whether or not it exists: `~/.claude-code-router/config.json`. Commands
-/// that create a config (`ccr accounts import` / `login` with none yet) create this one.
+/// The user config file, whether or not it exists: `~/.config/ccr/config.json` (see
+/// [`locate::user_config_path`]). Commands that create a config (`ccr init`, `ccr accounts
+/// import` / `login` with none yet) create this one.
 pub fn user_config_path() -> Option<PathBuf> {
-    dirs::home_dir().map(|home| home.join(".claude-code-router").join("config.json"))
+    locate::user_config_path()
 }
 
 /// A config that could not be loaded, naming the file.
@@ -92,13 +112,16 @@ pub enum ConfigError {
     Io { file: String, source: crate::fsio::ReadError },
     #[error("{file}: {source}")]
     Parse { file: String, source: ParseError },
+    /// The file is claude-code-router's (Node.js) config.
+    #[error("{message}")]
+    NodeRouter { file: String, message: String },
 }
 
 impl ConfigError {
     /// The problems found, for callers that show them one by one.
     pub fn problems(&self) -> Vec<String> {
         match self {
-            ConfigError::Io { .. } => vec![self.to_string()],
+            ConfigError::Io { .. } | ConfigError::NodeRouter { .. } => vec![self.to_string()],
             ConfigError::Parse { source: ParseError::Invalid(p), .. } => validate::capped(p),
             ConfigError::Parse { source, .. } => vec![source.to_string()],
         }
@@ -125,6 +148,11 @@ pub fn load(source: &ConfigSource) -> Result<(Config, String), ConfigError> {
         }
         None => ("built-in default".to_string(), DEFAULT_CONFIG.to_string()),
     };
+    if let Some(p) = source.path()
+        && locate::file_kind(&text) == locate::FileKind::NodeRouter
+    {
+        return Err(ConfigError::NodeRouter { file: label, message: locate::node_router_message(p) });
+    }
     let config = parse_config(&text).map_err(|e| ConfigError::Parse { file: label, source: e })?;
     Ok((config, text))
 }
@@ -144,17 +172,21 @@ pub fn expand_tilde(path: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
+/// Neither a category nor `default` has a routing rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no routing rule for category {0} and no default rule")]
+pub struct NoRule(pub Category);
+
 impl Config {
-    /// The rule for a category, falling back to `default` (validation guarantees it exists).
-    pub fn rule(&self, category: Category) -> (&str, &Rule) {
-        match self.routing.rules.get_key_value(category.as_str()) {
-            Some((name, rule)) => (name.as_str(), rule),
-            None => {
-                let (name, rule) =
-                    self.routing.rules.get_key_value("default").expect("validated: default rule exists");
-                (name.as_str(), rule)
-            }
-        }
+    /// The rule for a category, falling back to `default` (which validation requires, so the
+    /// error is for configs built without it).
+    pub fn rule(&self, category: Category) -> Result<(&str, &Rule), NoRule> {
+        self.routing
+            .rules
+            .get_key_value(category.as_str())
+            .or_else(|| self.routing.rules.get_key_value("default"))
+            .map(|(name, rule)| (name.as_str(), rule))
+            .ok_or(NoRule(category))
     }
 
     /// The weight of `provider` in `rule` from the file: the rule's `weights`, else the
@@ -204,17 +236,17 @@ mod tests {
     fn embedded_default_is_valid_and_complete() {
         let (config, _) = load(&ConfigSource::Embedded).expect("embedded default must load");
         assert_eq!(config.routing.rules.len(), 5);
-        let (_, rule) = config.rule(Category::Default);
+        let (_, rule) = config.rule(Category::Default).unwrap();
         assert_eq!(config.effective_weight(rule, "codewhisperer-primary"), 70);
         assert_eq!(config.effective_strategy(rule), Strategy::WeightedRoundRobin);
-        assert!(config.effective_failover(config.rule(Category::Longcontext).1));
+        assert!(config.effective_failover(config.rule(Category::Longcontext).unwrap().1));
     }
 
     #[test]
     fn missing_category_falls_back_to_default() {
         let text = r#"{"routing":{"rules":{"default":{"providers":["a"]}}},"providers":{"a":{}}}"#;
         let config = parse_config(text).unwrap();
-        assert_eq!(config.rule(Category::Search).0, "default");
+        assert_eq!(config.rule(Category::Search).unwrap().0, "default");
     }
 
     #[test]

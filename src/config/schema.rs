@@ -105,10 +105,13 @@ pub struct Config {
     pub server: Server,
     #[serde(default)]
     pub monitoring: Monitoring,
+    /// Where the pool's shared state lives (see `state`): this process, or Redis.
+    #[serde(default)]
+    pub state: StateSettings,
 }
 
 pub(crate) const CONFIG_KEYS: &[&str] =
-    &["name", "description", "input", "output", "routing", "providers", "server", "monitoring"];
+    &["name", "description", "input", "output", "routing", "providers", "server", "monitoring", "state"];
 
 /// `input`: what the proxy accepts.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -347,6 +350,23 @@ impl Provider {
         }
     }
 
+    /// Whether this account talks to the real Kiro API (no `endpoint`, or an `amazonaws.com` one).
+    pub fn is_real_kiro_api(&self) -> bool {
+        let Some(url) = &self.endpoint else { return true };
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let host = rest.split(['/', ':', '?']).next().unwrap_or("").to_ascii_lowercase();
+        host == "amazonaws.com" || host.ends_with(".amazonaws.com")
+    }
+
+    /// The path the health probe `GET`s, or `None` for the authenticated `getUsageLimits` probe.
+    /// On the real Kiro API a configured path is not used: Kiro serves no `/health`, so probing
+    /// it would mark every working account unhealthy. (Example configs written for
+    /// claude-code-router carry `"endpoint": "/health"`; they load unchanged and work.)
+    pub fn health_probe_path(&self) -> Option<&str> {
+        let path = self.active_health_check()?.endpoint.as_deref()?;
+        (!self.is_real_kiro_api()).then_some(path)
+    }
+
     /// Health-check settings when checks are on (`healthCheck` present and enabled).
     pub fn active_health_check(&self) -> Option<&HealthCheck> {
         self.health_check.as_ref().filter(|h| h.enabled)
@@ -546,6 +566,52 @@ impl Default for Monitoring {
     }
 }
 
+/// `state`: where breakers, cooldowns, leases, bindings, usage and tokens live. `memory` (the
+/// default) keeps them in this process; `redis` shares them with every instance using the same
+/// Redis and key prefix (docs/shared-state.md).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StateSettings {
+    /// `memory` or `redis`.
+    #[serde(default = "memory")]
+    pub backend: String,
+    /// `redis://[user:password@]host:port/db`, `rediss://…` (TLS) or `redis+unix:///path`.
+    /// Required for `redis`. Its password is never shown.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Prepended to every key, so several pools can share one Redis.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// ms a request may wait for Redis on its pick before it goes on with local state.
+    #[serde(default = "default_state_timeout")]
+    pub timeout: i64,
+    /// ms a concurrency lease lives without renewal: the time after which a crashed instance's
+    /// leases stop counting.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl: i64,
+}
+pub(crate) const STATE_KEYS: &[&str] = &["backend", "url", "keyPrefix", "timeout", "leaseTtl"];
+pub(crate) const STATE_BACKENDS: [&str; 2] = ["memory", "redis"];
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            backend: memory(),
+            url: None,
+            key_prefix: default_key_prefix(),
+            timeout: default_state_timeout(),
+            lease_ttl: default_lease_ttl(),
+        }
+    }
+}
+
+impl StateSettings {
+    /// Whether the state is shared through Redis.
+    pub fn is_redis(&self) -> bool {
+        self.backend == "redis"
+    }
+}
+
 /// Milliseconds from the config (validated non-negative) as a `Duration`.
 pub fn ms(value: i64) -> Duration {
     Duration::from_millis(u64::try_from(value).unwrap_or(0))
@@ -554,6 +620,18 @@ pub fn ms(value: i64) -> Duration {
 pub const DEFAULT_PORT: u16 = 3456;
 pub const DEFAULT_TOKEN_PATH: &str = "~/.aws/sso/cache/kiro-auth-token.json";
 
+fn memory() -> String {
+    "memory".into()
+}
+fn default_key_prefix() -> String {
+    "ccr:".into()
+}
+fn default_state_timeout() -> i64 {
+    5
+}
+fn default_lease_ttl() -> i64 {
+    30_000
+}
 fn anthropic() -> String {
     "anthropic".into()
 }

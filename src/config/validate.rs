@@ -69,10 +69,25 @@ pub fn parse_config(text: &str) -> Result<Config, ParseError> {
     let config: Config = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        ParseError::Invalid(vec![Problem { path, message: e.into_inner().to_string() }])
+        ParseError::Invalid(vec![Problem { path, message: plain_types(&e.into_inner().to_string()) }])
     })?;
     check_meaning(&config, &mut problems);
     if problems.is_empty() { Ok(config) } else { Err(ParseError::Invalid(problems)) }
+}
+
+/// serde's type names in words a config's author uses: "expected i64" is "expected a whole number".
+fn plain_types(message: &str) -> String {
+    let mut out = message.to_owned();
+    for (rust, words) in [
+        ("expected i64", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected f64", "expected a number"),
+    ] {
+        out = out.replace(rust, words);
+    }
+    out
 }
 
 /// serde_json appends " at line L column C"; we report those separately.
@@ -140,6 +155,9 @@ fn check_keys(root: &Value, problems: &mut Vec<Problem>) {
     }
     if let Some(v) = map.get("monitoring") {
         object_keys(v, "monitoring", MONITORING_KEYS, problems);
+    }
+    if let Some(v) = map.get("state") {
+        object_keys(v, "state", STATE_KEYS, problems);
     }
     if let Some(routing) = map.get("routing").and_then(|v| object_keys(v, "routing", ROUTING_KEYS, problems))
         && let Some(rules) = routing.get("rules").and_then(Value::as_object)
@@ -370,7 +388,7 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
         at_least_one(&mut bad, format!("server.{key}"), value);
     }
     for (i, origin) in config.server.allowed_origins.iter().enumerate() {
-        if crate::server::guard::parse_origin(origin).is_none() {
+        if super::origin::parse_origin(origin).is_none() {
             bad(
                 format!("server.allowedOrigins[{i}]"),
                 format!(
@@ -400,6 +418,39 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
     if config.monitoring.metrics_endpoint == config.monitoring.health_endpoint {
         bad("monitoring.metricsEndpoint".into(), "must differ from healthEndpoint".into());
     }
+
+    // Shared state.
+    let state = &config.state;
+    if !STATE_BACKENDS.contains(&state.backend.as_str()) {
+        bad("state.backend".into(), unknown("state backend", &state.backend, &STATE_BACKENDS));
+    }
+    match (&state.url, state.is_redis()) {
+        (None, true) => bad("state.url".into(), "required for the `redis` backend".into()),
+        (Some(_), false) if state.backend == "memory" => {
+            bad("state.url".into(), "only used by the `redis` backend (set `backend` to `redis`)".into())
+        }
+        // The URL may hold a password: the message never repeats it.
+        (Some(url), _) if !redis_url_ok(url) => bad(
+            "state.url".into(),
+            "not a Redis URL: expected redis://host:port/db, rediss://… (TLS) or redis+unix:///path".into(),
+        ),
+        _ => {}
+    }
+    if state.key_prefix.contains(char::is_whitespace) {
+        bad("state.keyPrefix".into(), "must not contain spaces".into());
+    }
+    if !(1..=10_000).contains(&state.timeout) {
+        bad("state.timeout".into(), format!("must be between 1 and 10000 ms (got {})", state.timeout));
+    }
+    if state.lease_ttl < 1000 {
+        bad("state.leaseTtl".into(), format!("must be at least 1000 ms (got {})", state.lease_ttl));
+    }
+}
+
+/// Whether `url` is a Redis URL the client can use (parsed only; nothing is contacted).
+fn redis_url_ok(url: &str) -> bool {
+    ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|s| url.starts_with(s))
+        && redis::Client::open(url).is_ok()
 }
 
 /// Things that are valid but probably not what the user wants; printed by `ccr check` and
@@ -409,14 +460,13 @@ pub fn warnings(config: &Config) -> Vec<Problem> {
     for (id, p) in &config.providers {
         if let Some(hc) = p.active_health_check()
             && let Some(path) = &hc.endpoint
-            && p.endpoint.is_none()
+            && p.is_real_kiro_api()
         {
             out.push(Problem {
                 path: format!("providers.{id}.healthCheck.endpoint"),
                 message: format!(
-                    "probes GET {}{path}, which the Kiro API does not serve, so checks will fail; \
-                     omit `endpoint` to use the authenticated getUsageLimits probe",
-                    p.api_base()
+                    "the Kiro API serves no {path}: health checks use the authenticated usage probe \
+                     (getUsageLimits) instead; remove `endpoint` to silence this note"
                 ),
             });
         }
@@ -509,6 +559,49 @@ mod tests {
         assert_eq!(
             suggest("codewhisperer-primay", ["codewhisperer-primary", "codewhisperer-secondary"]),
             Some("codewhisperer-primary")
+        );
+    }
+    fn with_state(state: &str) -> String {
+        MINIMAL.replacen('{', &format!("{{\"state\":{state},"), 1)
+    }
+
+    #[test]
+    fn state_defaults_to_memory() {
+        let c = parse_config(MINIMAL).expect("valid");
+        assert_eq!(c.state.backend, "memory");
+        assert!(!c.state.is_redis());
+        assert_eq!(c.state.key_prefix, "ccr:");
+        assert_eq!((c.state.timeout, c.state.lease_ttl), (5, 30_000));
+    }
+
+    #[test]
+    fn redis_state_is_checked_by_path_and_never_echoes_the_url() {
+        let c = parse_config(&with_state(r#"{"backend":"redis","url":"rediss://:s3cret@cache:6380/2"}"#))
+            .expect("valid");
+        assert!(c.state.is_redis());
+        assert_eq!(
+            problems(&with_state(r#"{"backend":"redis","keyPrefx":"x"}"#)),
+            vec!["state.keyPrefx: unknown key `keyPrefx`; did you mean `keyPrefix`?"]
+        );
+        assert_eq!(
+            problems(&with_state(r#"{"backend":"redsi"}"#)),
+            vec!["state.backend: unknown state backend `redsi`; did you mean `redis`?",]
+        );
+        assert_eq!(
+            problems(&with_state(r#"{"backend":"redis"}"#)),
+            vec!["state.url: required for the `redis` backend"]
+        );
+        let bad = problems(&with_state(
+            r#"{"backend":"redis","url":"http://:hunter2@x","timeout":0,"leaseTtl":10}"#,
+        ));
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert!(bad[0].starts_with("state.url: not a Redis URL"), "{bad:?}");
+        assert!(bad.iter().all(|p| !p.contains("hunter2")), "{bad:?}");
+        assert_eq!(bad[1], "state.timeout: must be between 1 and 10000 ms (got 0)");
+        assert_eq!(bad[2], "state.leaseTtl: must be at least 1000 ms (got 10)");
+        assert_eq!(
+            problems(&with_state(r#"{"url":"redis://h"}"#)),
+            vec!["state.url: only used by the `redis` backend (set `backend` to `redis`)"]
         );
     }
 }

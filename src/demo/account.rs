@@ -76,8 +76,7 @@ impl SimAccount {
 
     /// The `getUsageLimits` answer.
     pub fn usage_json(&self, resource_type: &str, now: DateTime<Utc>, user: &str) -> Value {
-        let reset =
-            self.reset_at.unwrap_or_else(|| crate::providers::codewhisperer::client::next_quota_reset(now));
+        let reset = self.reset_at.unwrap_or_else(|| crate::usage::next_quota_reset(now));
         let reset_epoch = reset.timestamp() as f64;
         let mut entry = json!({
             "resourceType": resource_type,

@@ -210,6 +210,7 @@ pub async fn run_headless(options: DemoOptions, duration: Duration) -> color_eyr
         demo.running.base_url(),
         demo.pool.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
     );
+    println!("{}", crate::firstrun::claude_code_env(&demo.running.base_url(), false));
     let printer = crate::status::spawn_printer(demo.running.snapshots(), demo.running.shutdown_signal());
     let third = duration / 3;
     tokio::time::sleep(third).await;
@@ -233,6 +234,11 @@ pub async fn run_interactive(options: DemoOptions) -> color_eyre::Result<()> {
         "demo: ccr on {}, simulated upstreams {}; keys d/D take the selected upstream down/up, ]/[ latency, e/E errors, x uses up its credits, u checks them",
         demo.running.base_url(),
         demo.pool.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
+    );
+    tracing::info!(
+        "point Claude Code here: ANTHROPIC_BASE_URL={} ANTHROPIC_AUTH_TOKEN=ccr API_TIMEOUT_MS={}",
+        demo.running.base_url(),
+        crate::firstrun::CLAUDE_CODE_TIMEOUT_MS
     );
     let controls: Arc<dyn DemoControls> = demo.faults.clone();
     let result = app::dashboard::show(&demo.running, Some(controls)).await;

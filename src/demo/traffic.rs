@@ -62,8 +62,11 @@ impl TrafficStats {
     /// A short multi-line summary for the end of a headless demo.
     pub fn summary(&self) -> String {
         let (sent, ok, errors, cut) = self.totals();
+        // Requests still waiting for their answer when the demo stopped: the rest of `sent`.
+        let unfinished = sent.saturating_sub(ok + errors + cut);
         let mut out = format!(
-            "traffic: {sent} requests, {ok} complete answers, {errors} error answers, {cut} streams cut mid-answer\n"
+            "traffic: {sent} requests, {ok} complete answers, {errors} error answers, {cut} streams cut \
+             mid-answer, {unfinished} unfinished at the end\n"
         );
         let routes = self.by_route.lock().unwrap_or_else(|e| e.into_inner());
         for ((category, provider), n) in routes.iter() {

@@ -16,6 +16,7 @@ pub(crate) struct Background {
     usage: JoinHandle<()>,
     publisher: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
+    state: JoinHandle<()>,
 }
 
 impl Background {
@@ -23,7 +24,7 @@ impl Background {
     /// watcher; each ends when `shutdown` turns true.
     pub(crate) fn start(rt: &Arc<Runtime>, shutdown: &watch::Receiver<bool>) -> Background {
         let health = spawn_health_loop(rt.balancer.clone(), probe_fn(rt), shutdown.clone(), None);
-        let usage = crate::usage::poller::spawn_usage_poller(
+        let usage = super::usage_poller::spawn_usage_poller(
             rt.balancer.clone(),
             usage_fn(rt),
             shutdown.clone(),
@@ -31,7 +32,8 @@ impl Background {
         );
         let publisher = spawn_publisher(rt.clone(), shutdown.clone());
         let watcher = spawn_config_watcher(rt, shutdown.clone());
-        Background { health, usage, publisher, watcher }
+        let state = spawn_state_watch(rt, shutdown.clone());
+        Background { health, usage, publisher, watcher, state }
     }
 
     /// Wait for every task to end (after the shutdown signal).
@@ -39,10 +41,27 @@ impl Background {
         let _ = self.health.await;
         let _ = self.usage.await;
         let _ = self.publisher.await;
+        let _ = self.state.await;
         if let Some(watcher) = self.watcher {
             let _ = watcher.await;
         }
     }
+}
+
+/// Keeps the shared-state backend's connection watched (Redis: pings, reconnects, status); a
+/// change of connection refreshes the snapshot so `/health` and the dashboard show it.
+fn spawn_state_watch(rt: &Arc<Runtime>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    let state = rt.state.clone();
+    let weak = Arc::downgrade(rt);
+    tokio::spawn(async move {
+        state
+            .watch(shutdown, move || {
+                if let Some(rt) = weak.upgrade() {
+                    rt.snapshot_changed();
+                }
+            })
+            .await;
+    })
 }
 
 /// Hot reload: re-read the config file when it changes. Without a file (the built-in default)
@@ -80,7 +99,7 @@ fn probe_fn(rt: &Arc<Runtime>) -> ProbeFn {
 }
 
 /// The usage check: the provider's own client's `getUsageLimits`, looked up in the live config.
-fn usage_fn(rt: &Arc<Runtime>) -> crate::usage::poller::UsageFn {
+fn usage_fn(rt: &Arc<Runtime>) -> super::usage_poller::UsageFn {
     use crate::balancer::UsageProblem;
     let rt = Arc::downgrade(rt);
     Arc::new(move |id: String| {

@@ -16,13 +16,16 @@
 
 mod background;
 mod command;
+mod drain;
 mod publisher;
 mod reload;
 mod save;
 mod spec;
+mod usage_poller;
 
 pub(crate) use background::Background;
 pub(crate) use command::{Command, CommandError};
+pub(crate) use drain::Drain;
 pub(crate) use reload::ReloadError;
 pub(crate) use save::SaveError;
 pub use spec::balancer_spec;
@@ -61,11 +64,13 @@ pub struct Runtime {
     /// The published operator snapshot and what building it needs.
     publisher: publisher::Publisher,
     /// Ends in-flight streams when the shutdown deadline passes.
-    pub drain: crate::server::listen::Drain,
+    pub drain: Drain,
     /// The accounts' models for `/v1/models` (cached `ListAvailableModels`).
     pub(crate) models: crate::providers::codewhisperer::model_list::ModelCatalog,
     /// Developers' keys, their counters and usage (`server.keys`).
     pub keys: crate::keys::Keys,
+    /// Where the pool's shared state lives (memory, or Redis): chosen at start.
+    pub state: Arc<crate::state::SharedState>,
 }
 
 impl Runtime {
@@ -73,6 +78,7 @@ impl Runtime {
         let http = HttpClients::default();
         let balancer = Balancer::new(balancer_spec(&config));
         let keys = crate::keys::Keys::new(&config);
+        let state = crate::state::SharedState::from_settings(&config.state);
         let live = build_live(config, &http, None);
         Arc::new(Runtime {
             live: RwLock::new(Arc::new(live)),
@@ -85,9 +91,10 @@ impl Runtime {
             requests_total: AtomicU64::new(0),
             reload_lock: Mutex::new(()),
             publisher: publisher::Publisher::default(),
-            drain: crate::server::listen::Drain::default(),
+            drain: Drain::default(),
             models: Default::default(),
             keys,
+            state,
         })
     }
 

@@ -50,6 +50,9 @@ impl Runtime {
     /// that persist; clients are reused where the provider's settings did not change.
     pub(crate) fn apply_config(&self, config: Config) {
         let old = self.live();
+        if !self.state.matches(&config.state) {
+            tracing::warn!("`state` changed in the config: the new backend takes effect at the next start");
+        }
         self.balancer.reconfigure(balancer_spec(&config));
         self.keys.apply_config(&config);
         let live = build_live(config, &self.http, Some(&old));

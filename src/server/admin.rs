@@ -87,7 +87,9 @@ impl AdminError {
                 CommandError::Balancer(Refused::NotInRule { .. }) => {
                     (ErrorKind::InvalidRequestError, StatusCode::BAD_REQUEST)
                 }
-                CommandError::Balancer(Refused::NoHealthCheck(_) | Refused::NoUsageCheck(_))
+                CommandError::Balancer(
+                    Refused::NoHealthCheck(_) | Refused::NoUsageCheck(_) | Refused::AllZero { .. },
+                )
                 | CommandError::Save(SaveError::NoFile | SaveError::FileInvalid(_) | SaveError::Edit(_)) => {
                     (ErrorKind::InvalidRequestError, StatusCode::CONFLICT)
                 }
@@ -253,6 +255,10 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(status(balancer::CommandError::NoHealthCheck("a".into()).into()), StatusCode::CONFLICT);
+        assert_eq!(
+            status(balancer::CommandError::AllZero { rule: "default".into() }.into()),
+            StatusCode::CONFLICT
+        );
         let unreadable = || ConfigError::Io { file: "c.json".into(), source: io().into() };
         let reload = CommandError::Reload(ReloadError::Rejected(unreadable()));
         assert_eq!(status(reload.into()), StatusCode::UNPROCESSABLE_ENTITY);

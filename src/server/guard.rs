@@ -24,8 +24,8 @@
 
 use super::Runtime;
 use crate::anthropic::{ApiError, ErrorKind};
-use crate::app::is_loopback;
 use crate::config::Server;
+use crate::config::origin::{host_name, is_loopback, parse_origin};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
@@ -116,53 +116,6 @@ fn has_body(headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.trim().parse::<u64>().map_or(true, |n| n > 0))
 }
 
-/// The host part of a `Host` header value: `[::1]:3456` → `[::1]`, `localhost:3456` → `localhost`.
-fn host_name(host: &str) -> &str {
-    let host = host.trim();
-    if host.starts_with('[') {
-        return match host.find(']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    }
-}
-
-/// An origin, normalised for comparison: lower-case scheme and host, default port filled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub scheme: String,
-    pub host: String,
-    pub port: u16,
-}
-
-/// Parse `scheme://host[:port]` (no path). `None` for anything else, including `null`.
-pub fn parse_origin(text: &str) -> Option<Origin> {
-    let (scheme, rest) = text.trim().split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "http" => 80,
-        "https" => 443,
-        _ => return None,
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
-        return None;
-    }
-    let name = host_name(rest);
-    let port = match &rest[name.len()..] {
-        "" => default_port,
-        p => p.strip_prefix(':')?.parse().ok()?,
-    };
-    if name.is_empty() || (name.contains(':') && !name.starts_with('[')) {
-        return None;
-    }
-    Some(Origin { scheme, host: name.to_ascii_lowercase(), port })
-}
-
 /// At most 100 characters of a header value, for messages and logs.
 fn shorten(value: &str) -> String {
     let mut s: String = value.chars().take(100).collect();
@@ -183,17 +136,6 @@ mod tests {
             h.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         h
-    }
-
-    #[test]
-    fn origins_parse_and_normalise() {
-        let o = parse_origin("HTTP://LocalHost:8080").unwrap();
-        assert_eq!((o.scheme.as_str(), o.host.as_str(), o.port), ("http", "localhost", 8080));
-        assert_eq!(parse_origin("https://example.com").unwrap().port, 443);
-        assert_eq!(parse_origin("http://[::1]:3").unwrap().host, "[::1]");
-        for bad in ["null", "example.com", "file://x", "http://a/b", "http://", "http://a:x"] {
-            assert!(parse_origin(bad).is_none(), "{bad}");
-        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   requests on a kept-alive connection), else the connection is closed.
 //! - Shutdown: stop accepting, let every connection finish its in-flight answer, close idle ones.
 //!   When `server.shutdownTimeout` passes first, streaming answers are told to end with an SSE
-//!   `error` event ([`Drain`]); connections still open [`FLUSH_GRACE`] later are dropped.
+//!   `error` event ([`Drain`](crate::runtime::Drain)); connections still open [`FLUSH_GRACE`] later are dropped.
 //!
 //! These limits are read when the server starts; a reload does not change them.
 
@@ -31,30 +31,6 @@ pub const LISTEN_BACKLOG: u32 = 1024;
 
 /// How long streams get to write their closing `error` event after the shutdown deadline.
 pub const FLUSH_GRACE: Duration = Duration::from_secs(2);
-
-/// Tells in-flight streaming answers that the shutdown deadline has passed.
-#[derive(Debug)]
-pub struct Drain {
-    tx: watch::Sender<bool>,
-}
-
-impl Default for Drain {
-    fn default() -> Self {
-        Drain { tx: watch::channel(false).0 }
-    }
-}
-
-impl Drain {
-    /// A receiver that turns true when streams must end now.
-    pub fn subscribe(&self) -> watch::Receiver<bool> {
-        self.tx.subscribe()
-    }
-
-    /// End every stream now (each writes an `error` event and closes).
-    pub fn abort_streams(&self) {
-        self.tx.send_replace(true);
-    }
-}
 
 /// Bind `host:port` with [`LISTEN_BACKLOG`].
 pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {

@@ -9,31 +9,20 @@
 
 use crate::anthropic::types::{MessagesRequest, parse_request};
 use crate::anthropic::{ApiError, ErrorKind};
-use crate::balancer::{FailureKind, Lease, Placement, SelectError};
+use crate::balancer::{Lease, Placement, SelectError};
+use crate::buffers::{self, PooledBuf};
 use crate::classify::classify;
 use crate::config::Category;
-use crate::providers::codewhisperer::buffers::{self, PooledBuf};
-use crate::providers::codewhisperer::client::{
-    EventStream, UpstreamError, UpstreamErrorKind, next_quota_reset,
-};
-use crate::providers::codewhisperer::convert::{ConvertOptions, Converted, convert};
-use crate::providers::codewhisperer::events::KiroEvent;
-use crate::providers::codewhisperer::models::context_window;
-use crate::providers::codewhisperer::stream::{
-    MessageAggregator, ResponseOptions, SseTranslator, new_message_id,
-};
+use crate::providers::codewhisperer::{Prepared, Report, SseAnswer, UpstreamError, prepare};
 use crate::runtime::{Live, Runtime};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// Keep-alive `ping` interval while an answer streams (protocol notes §5.5).
-pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 
 /// What the client is told about routing, on every answer.
 #[derive(Debug, Clone)]
@@ -64,11 +53,6 @@ impl Route {
     }
 }
 
-/// Read the whole body, refusing more than `limit` bytes with an Anthropic 413.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| body_error(&e, limit))
-}
-
 /// The client's error for a body that could not be read: 413 past the limit, else 400.
 fn body_error(e: &(dyn std::error::Error + 'static), limit: usize) -> ApiError {
     if let Some(stalled) = super::limits::stalled_error(e) {
@@ -90,7 +74,8 @@ fn body_error(e: &(dyn std::error::Error + 'static), limit: usize) -> ApiError {
     }
 }
 
-/// [`read_body`] into a reused buffer (same limit, same errors): see [`buffers`].
+/// Read the whole body into a reused buffer (see [`buffers`]), refusing more than `limit`
+/// bytes with an Anthropic 413.
 pub async fn read_body_reused(body: Body, limit: usize) -> Result<PooledBuf, ApiError> {
     use axum::body::HttpBody;
     use http_body_util::BodyExt;
@@ -125,16 +110,30 @@ fn parse_body(bytes: &[u8]) -> Result<MessagesRequest, ApiError> {
     parse_request(bytes)
 }
 
+/// A count-tokens body: a Messages request whose `max_tokens` is optional (the real endpoint
+/// does not take one). Errors are those of [`parse_request`].
+fn parse_count_request(bytes: &[u8]) -> Result<MessagesRequest, ApiError> {
+    if let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && !map.contains_key("max_tokens")
+    {
+        map.insert("max_tokens".into(), serde_json::Value::from(1));
+        let bytes = serde_json::to_vec(&map).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+        return parse_body(&bytes);
+    }
+    parse_body(bytes)
+}
+
 fn body_limit(live: &Live) -> usize {
     usize::try_from(live.config.server.max_body_bytes).unwrap_or(usize::MAX)
 }
 
-/// `POST /v1/messages/count_tokens`: the same cheap estimate the classifier uses.
+/// `POST /v1/messages/count_tokens`: the same cheap estimate the classifier uses. Takes the
+/// count-tokens request shape: a Messages request without `max_tokens` (and any `stream`).
 pub async fn count_tokens(State(rt): State<Arc<Runtime>>, body: Body) -> Response {
     let live = rt.live();
     let result = async {
         let bytes = read_body_reused(body, body_limit(&live)).await?;
-        let req = parse_body(&bytes)?;
+        let req = parse_count_request(&bytes)?;
         Ok::<_, ApiError>(req.estimate_input_tokens())
     }
     .await;
@@ -169,56 +168,43 @@ pub async fn messages(
     let category = classify(&req, estimate, live.thresholds);
     let session = super::session::session_key(&headers, &req);
     let mut route = Route { category, provider: None, attempts: 0, session, affinity: None };
-    let (_, rule) = live.config.rule(category);
+    let rule_model = match live.config.rule(category) {
+        Ok((_, rule)) => rule.model.clone(),
+        Err(e) => {
+            tracing::error!("{e}");
+            return route
+                .respond(select_error(&SelectError::NoRule(category.as_str().into())).into_response());
+        }
+    };
     // The rule's model, else a `/v1/models` id mapped back exactly, else the name mapping.
-    let model_id = rule.model.clone().or_else(|| rt.models.kiro_id(&req.model));
+    let model_id = rule_model.or_else(|| rt.models.kiro_id(&req.model));
     if crate::providers::codewhisperer::websearch::search_tool(&req).is_some() {
         let response = super::websearch::handle(&rt, &live, req, model_id, &mut route).await;
         return route.respond(response);
     }
-    let converted =
-        match convert(&req, &ConvertOptions { model_id: model_id.as_deref(), ..ConvertOptions::default() }) {
-            Ok(c) => c,
-            Err(e) => return route.respond(e.into_response()),
-        };
-    let options = ResponseOptions {
-        model: req.model.clone(),
-        thinking: converted.thinking,
-        input_tokens: estimate,
-        context_window: context_window(&converted.model_id),
-        tool_names: converted.tool_names.clone(),
+    let prepared = match prepare(&req, estimate, model_id.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return route.respond(e.into_response()),
     };
-    // Everything the attempts need is in `converted`: free the parsed request (as large as the
-    // body) before waiting on the upstream, not after.
-    let stream = req.stream;
+    // Everything the attempts need is prepared: free the parsed request (as large as the body)
+    // before waiting on the upstream, not after.
     drop(req);
-    dispatch(&rt, &live, stream, &converted, options, &mut route).await
+    dispatch(&rt, &live, &prepared, &mut route).await
 }
 
-async fn dispatch(
-    rt: &Arc<Runtime>,
-    live: &Live,
-    stream: bool,
-    converted: &Converted,
-    options: ResponseOptions,
-    route: &mut Route,
-) -> Response {
+async fn dispatch(rt: &Arc<Runtime>, live: &Live, prepared: &Prepared, route: &mut Route) -> Response {
     let category = route.category.as_str();
-    let max_attempts = if rt.balancer.rule_failover(category) {
-        rt.balancer.rule_provider_count(category).max(1)
-    } else {
-        1
-    };
+    let max_attempts = rt.balancer.max_attempts(category);
     let mut tried: Vec<String> = Vec::new();
-    let mut last_error: Option<UpstreamError> = None;
+    let mut failures = super::unserved::Failures::default();
 
     while route.attempts < max_attempts {
-        let place = Placement { session: route.session.as_deref(), model: Some(converted.model_id.as_str()) };
+        let place = Placement { session: route.session.as_deref(), model: Some(prepared.model_id()) };
         let mut lease = match rt.balancer.select_for(category, &tried, place).await {
             Ok(lease) => lease,
             Err(e) => {
-                return route.respond(match last_error {
-                    Some(err) => err.to_api_error().into_response(),
+                return route.respond(match failures.final_error(live, route.category) {
+                    Some(err) => err.into_response(),
                     None => select_error(&e).into_response(),
                 });
             }
@@ -234,22 +220,22 @@ async fn dispatch(
             continue;
         };
         let sent_at = Instant::now();
-        match client.send(converted).await {
-            Ok((first, events)) => {
+        match client.send(prepared).await {
+            Ok(answer) => {
                 lease.first_byte(sent_at.elapsed());
-                if stream {
+                if prepared.stream() {
                     let stop = rt.drain.subscribe();
-                    return route.respond(stream_response(options, first, events, lease, sent_at, stop));
+                    return route.respond(stream_response(answer.into_sse(), lease, sent_at, stop));
                 }
-                match collect(options.clone(), first, events, &lease).await {
+                match answer.collect(|r| report(&lease, r)).await {
                     Ok(message) => {
                         lease.success(sent_at.elapsed());
                         return route.respond(axum::Json(message).into_response());
                     }
                     Err(err) => {
                         log_failure(&id, &err, route.attempts, max_attempts);
-                        lease.failure(failure_kind(&err), &err.message);
-                        last_error = Some(err);
+                        lease.failure(err.failure_kind(), &err.message);
+                        failures.push(&id, &err);
                     }
                 }
             }
@@ -260,13 +246,13 @@ async fn dispatch(
             }
             Err(err) => {
                 log_failure(&id, &err, route.attempts, max_attempts);
-                lease.failure(failure_kind(&err), &err.message);
-                last_error = Some(err);
+                lease.failure(err.failure_kind(), &err.message);
+                failures.push(&id, &err);
             }
         }
     }
-    let err = last_error
-        .map(|e| e.to_api_error())
+    let err = failures
+        .final_error(live, route.category)
         .unwrap_or_else(|| ApiError::new(ErrorKind::OverloadedError, "no provider could take the request"));
     route.respond(err.into_response())
 }
@@ -277,38 +263,6 @@ pub(super) fn log_failure(id: &str, err: &UpstreamError, attempt: usize, max: us
     } else {
         tracing::warn!(provider = %id, attempt, "upstream failed: {}", err.message);
     }
-}
-
-/// How an upstream error counts against its provider.
-pub fn failure_kind(err: &UpstreamError) -> FailureKind {
-    match &err.kind {
-        UpstreamErrorKind::Connect => FailureKind::Connect,
-        UpstreamErrorKind::Timeout => FailureKind::Timeout,
-        UpstreamErrorKind::Server(code) => FailureKind::Status5xx(*code),
-        UpstreamErrorKind::Rejected(code) => FailureKind::Status4xx(*code),
-        UpstreamErrorKind::Throttled { retry_after } => {
-            FailureKind::RateLimited { retry_after: *retry_after }
-        }
-        UpstreamErrorKind::Capacity => {
-            FailureKind::RateLimited { retry_after: Some(Duration::from_secs(10)) }
-        }
-        UpstreamErrorKind::QuotaExhausted => FailureKind::QuotaExhausted {
-            until: Some(Instant::now() + until_quota_reset(chrono::Utc::now())),
-        },
-        UpstreamErrorKind::Auth => FailureKind::Auth,
-        UpstreamErrorKind::Suspended => FailureKind::Suspended,
-        UpstreamErrorKind::LoginExpired => FailureKind::NeedsLogin,
-        UpstreamErrorKind::Protocol
-        | UpstreamErrorKind::Validation
-        | UpstreamErrorKind::ContextTooLong
-        | UpstreamErrorKind::InvalidModel
-        | UpstreamErrorKind::TooLarge => FailureKind::Protocol,
-    }
-}
-
-/// Time until Kiro's monthly request quota resets: the first of next month, 00:00 UTC.
-pub fn until_quota_reset(now: chrono::DateTime<chrono::Utc>) -> Duration {
-    (next_quota_reset(now) - now).to_std().unwrap_or(Duration::from_secs(3600))
 }
 
 /// The client's error when no provider could be picked at all.
@@ -337,41 +291,21 @@ pub fn select_error(e: &SelectError) -> ApiError {
     }
 }
 
-/// Collect a whole answer into one Anthropic message (non-streaming requests).
-async fn collect(
-    options: ResponseOptions,
-    first: KiroEvent,
-    mut events: EventStream,
-    lease: &Lease,
-) -> Result<serde_json::Value, UpstreamError> {
-    let mut message = MessageAggregator::new(options, new_message_id());
-    let mut next = Some(first);
-    while let Some(event) = next {
-        if let KiroEvent::Metering { credits } = event {
-            lease.metered(credits);
-        }
-        message.on_event(event).map_err(|e| {
-            UpstreamError::new(UpstreamErrorKind::Protocol, format!("upstream failed: {}", e.message))
-        })?;
-        next = events.next_event().await?;
+/// Passes what an answer told about its account on to the lease.
+fn report(lease: &Lease, r: Report) {
+    match r {
+        Report::Metered { credits } => lease.metered(credits),
     }
-    Ok(message.finish())
 }
 
 /// The SSE answer: `message_start` and the first event go out at once, the rest as they come.
 fn stream_response(
-    options: ResponseOptions,
-    first: KiroEvent,
-    events: EventStream,
+    sse: SseAnswer,
     lease: Lease,
     sent_at: Instant,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Response {
-    let mut translator = SseTranslator::new(options, new_message_id());
-    let mut buf = BytesMut::with_capacity(4096);
-    translator.start(&mut buf);
-    let state =
-        Streaming { translator, events, lease: Some(lease), buf, sent_at, pending_first: Some(first), stop };
+    let state = Streaming { sse, lease: Some(lease), sent_at, stop };
     let body = Body::from_stream(futures_util::stream::unfold(state, |mut s| async move {
         let chunk = s.next_chunk().await?;
         Some((Ok::<_, std::io::Error>(chunk), s))
@@ -386,78 +320,53 @@ fn stream_response(
 /// One streaming answer in progress. Dropping it (client gone) drops the lease, which counts
 /// the attempt as neutral and releases the in-flight slot.
 struct Streaming {
-    translator: SseTranslator,
-    events: EventStream,
+    sse: SseAnswer,
     lease: Option<Lease>,
-    buf: BytesMut,
     sent_at: Instant,
-    pending_first: Option<KiroEvent>,
     /// Turns true when the shutdown deadline passes: the answer ends with an `error` event.
     stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Streaming {
-    /// The next bytes for the client; `None` when the answer is complete.
-    ///
-    /// Each event is translated as soon as its frame is complete, and nothing waits for a frame
-    /// not yet received. Frames already at hand when one is translated leave in the same chunk
-    /// (one write to the client instead of several); the HTTP client hands over one upstream
-    /// chunk (one frame) at a time, so this batches only what is ready, mostly under load.
+    /// The next bytes for the client; `None` when the answer is complete. What the answer says
+    /// about the account goes to the lease as it arrives, and the lease is settled as soon as the
+    /// upstream's outcome is known. While the answer waits on the upstream, the shutdown deadline
+    /// can end it.
     async fn next_chunk(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(first) = self.pending_first.take() {
-                self.on_event(first);
-                self.drain_arrived();
+        let Streaming { sse, lease, stop, .. } = self;
+        let mut reports = |r| {
+            if let Some(lease) = lease.as_ref() {
+                report(lease, r);
             }
-            if !self.buf.is_empty() {
-                return Some(self.buf.split().freeze());
-            }
-            if self.translator.is_done() {
-                return None;
-            }
-            let stop = &mut self.stop;
-            let next = tokio::select! {
-                next = tokio::time::timeout(PING_INTERVAL, self.events.next_event()) => Some(next),
+        };
+        let next = if sse.has_ready_output() {
+            Some(sse.next_chunk(&mut reports).await)
+        } else {
+            tokio::select! {
+                chunk = sse.next_chunk(&mut reports) => Some(chunk),
                 () = async {
                     if stop.wait_for(|stop| *stop).await.is_err() {
                         std::future::pending::<()>().await;
                     }
                 } => None,
-            };
-            let Some(next) = next else {
+            }
+        };
+        let chunk = match next {
+            Some(chunk) => chunk,
+            None => {
                 self.shut_down();
-                continue;
-            };
-            match next {
-                Err(_) => self.translator.ping(&mut self.buf),
-                Ok(Ok(Some(event))) => {
-                    self.on_event(event);
-                    self.drain_arrived();
-                }
-                Ok(Ok(None)) => {
-                    self.translator.finish(&mut self.buf);
-                    if let Some(lease) = self.lease.take() {
-                        lease.success(self.sent_at.elapsed());
-                    }
-                }
-                Ok(Err(err)) => self.upstream_failed(&err),
+                self.sse.next_chunk(&mut |_| {}).await
+            }
+        };
+        if let Some(outcome) = self.sse.take_outcome()
+            && let Some(lease) = self.lease.take()
+        {
+            match outcome {
+                Ok(()) => lease.success(self.sent_at.elapsed()),
+                Err(err) => lease.failure(err.failure_kind(), &err.message),
             }
         }
-    }
-
-    /// Translate the events that have already arrived, without waiting for more (see
-    /// [`EventStream::buffered_event`]).
-    fn drain_arrived(&mut self) {
-        while !self.translator.is_done() {
-            match self.events.buffered_event() {
-                Ok(Some(event)) => self.on_event(event),
-                Ok(None) => return,
-                Err(err) => {
-                    self.upstream_failed(&err);
-                    return;
-                }
-            }
-        }
+        chunk
     }
 
     /// The shutdown deadline passed: close the answer with an error event. Not the provider's
@@ -467,45 +376,14 @@ impl Streaming {
             ErrorKind::OverloadedError,
             "ccr is shutting down and the answer did not finish within server.shutdownTimeout; retry",
         );
-        self.translator.fail(&err, &mut self.buf);
+        self.sse.abort(&err);
         self.lease.take();
-    }
-
-    /// The upstream broke after the first byte: close the answer with an error event.
-    fn upstream_failed(&mut self, err: &UpstreamError) {
-        tracing::warn!("upstream failed mid-stream: {}", err.message);
-        self.translator.fail(&err.to_api_error(), &mut self.buf);
-        if let Some(lease) = self.lease.take() {
-            lease.failure(failure_kind(err), &err.message);
-        }
-    }
-
-    fn on_event(&mut self, event: KiroEvent) {
-        if let (KiroEvent::Metering { credits }, Some(lease)) = (&event, &self.lease) {
-            lease.metered(*credits);
-        }
-        if let Err(err) = self.translator.on_event(event, &mut self.buf) {
-            // The translator already wrote the error event.
-            tracing::warn!("upstream reported a failure mid-stream: {}", err.message);
-            if let Some(lease) = self.lease.take() {
-                lease.failure(FailureKind::Protocol, &err.message);
-            }
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn quota_resets_on_the_first_of_next_month() {
-        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 30, 23, 0, 0).unwrap();
-        assert_eq!(until_quota_reset(now), Duration::from_secs(3600));
-        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 31, 0, 0, 0).unwrap();
-        assert_eq!(until_quota_reset(now), Duration::from_secs(24 * 3600));
-    }
 
     #[test]
     fn parse_body_accepts_and_rejects_exactly_like_parse_request() {

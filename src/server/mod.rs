@@ -12,6 +12,7 @@ pub mod messages;
 mod models;
 mod monitoring;
 pub mod session;
+mod unserved;
 mod websearch;
 
 use crate::runtime::Runtime;

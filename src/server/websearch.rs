@@ -9,20 +9,20 @@
 //! it arrives; search blocks go out when their search is done; a client tool call in a round is
 //! sent when the round ends.
 
-use super::messages::{PING_INTERVAL, Route, failure_kind, log_failure, select_error};
+use super::messages::{Route, log_failure, select_error};
 use crate::anthropic::types::MessagesRequest;
 use crate::anthropic::{ApiError, ErrorKind};
 use crate::balancer::{FailureKind, Lease};
 use crate::providers::codewhisperer::client::{CodeWhispererClient, EventStream, UpstreamError};
 use crate::providers::codewhisperer::convert::{ConvertOptions, Converted, convert};
-use crate::providers::codewhisperer::events::KiroEvent;
+use crate::providers::codewhisperer::event::KiroEvent;
 use crate::providers::codewhisperer::mcp::{self, McpError};
 use crate::providers::codewhisperer::models::context_window;
-use crate::providers::codewhisperer::stream::new_message_id;
 use crate::providers::codewhisperer::websearch::{
     Answer, SearchCall, SearchOutcome, Stop, TOOL_NAME, Totals, append_round, direct_query, model_request,
     search_tool,
 };
+use crate::providers::codewhisperer::{PING_INTERVAL, new_message_id};
 use crate::runtime::{Live, Runtime};
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
@@ -60,7 +60,7 @@ impl From<UpstreamError> for AttemptError {
     fn from(e: UpstreamError) -> Self {
         if e.is_provider_fault() {
             AttemptError::Provider {
-                kind: failure_kind(&e),
+                kind: e.failure_kind(),
                 message: e.message.clone(),
                 error: e.to_api_error(),
             }
@@ -77,7 +77,7 @@ impl From<McpError> for AttemptError {
                 AttemptError::Request(McpError::Upstream(u).to_api_error())
             }
             McpError::Upstream(u) => AttemptError::Provider {
-                kind: failure_kind(&u),
+                kind: u.failure_kind(),
                 message: format!("web search failed: {}", u.message),
                 error: McpError::Upstream(u).to_api_error(),
             },
@@ -201,7 +201,7 @@ impl Job {
             append_round(&mut self.request, "", &calls);
         }
         let converted = self.convert().map_err(AttemptError::Request)?;
-        let (first, events) = self.client.send(&converted).await?;
+        let (first, events) = self.client.send_converted(&converted).await?;
         self.rounds = 1;
         Ok((calls, first, events))
     }
@@ -287,7 +287,7 @@ impl Job {
                         }
                         Err(err) => {
                             let kind = match &err {
-                                McpError::Upstream(u) => failure_kind(u),
+                                McpError::Upstream(u) => u.failure_kind(),
                                 _ => FailureKind::Protocol,
                             };
                             return Err(self.failed(err.to_api_error(), kind, send));
@@ -319,14 +319,14 @@ impl Job {
                 Ok(c) => c,
                 Err(err) => return Err(self.failed(err, FailureKind::Protocol, send)),
             };
-            match self.client.send(&converted).await {
+            match self.client.send_converted(&converted).await {
                 Ok((first, next)) => {
                     self.rounds += 1;
                     pending = Some(first);
                     events = next;
                 }
                 Err(err) => {
-                    let kind = failure_kind(&err);
+                    let kind = err.failure_kind();
                     return Err(self.failed(err.to_api_error(), kind, send));
                 }
             }
@@ -433,7 +433,7 @@ impl Job {
                     ));
                 }
                 KiroEvent::StopReason(reason) => {
-                    if let Some(stop) = crate::providers::codewhisperer::stream::kiro_stop_reason(&reason) {
+                    if let Some(stop) = crate::providers::codewhisperer::kiro_stop_reason(&reason) {
                         round.stop = Some(match stop.as_str() {
                             "max_tokens" => Stop::MaxTokens,
                             "refusal" => Stop::Refusal,

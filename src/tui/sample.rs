@@ -168,11 +168,11 @@ fn snapshot_of(providers: Vec<ProviderSnapshot>, rules: Vec<RuleView>, rate: f64
         uptime_ms: UPTIME_MS,
         listen: Some("127.0.0.1:3456".into()),
         config_name: Some("CodeWhisperer Load Balancing".into()),
-        config_path: "~/.claude-code-router/config.json".into(),
+        config_path: "~/.config/ccr/config.json".into(),
         reload: ReloadInfo {
             at: taken_at - TimeDelta::seconds(312),
             ok: true,
-            message: "reloaded ~/.claude-code-router/config.json".into(),
+            message: "reloaded ~/.config/ccr/config.json".into(),
         },
         api_key_required: false,
         requests_total: 1385,
@@ -286,6 +286,7 @@ fn provider(
             next_probe_ms: down.then_some(UPTIME_MS + 42_000),
             probe_in_flight: false,
             times_opened: u64::from(down),
+            open_reason: down.then(|| "5 failures in 60s (threshold 5)".into()),
         }),
         latency: LatencySnapshot {
             ewma_ms: base + 120.0,
@@ -338,9 +339,9 @@ fn sample_usage(seed: u64) -> crate::balancer::UsageSnapshot {
 /// Log lines that go with a scenario.
 pub fn log_lines(scenario: Scenario) -> Vec<LogLine> {
     let mut lines = vec![
-        LogLine::new(Level::INFO, "ccr::tui", "config: ~/.claude-code-router/config.json (the user config)"),
+        LogLine::new(Level::INFO, "ccr::tui", "config: ~/.config/ccr/config.json (the user config)"),
         LogLine::new(Level::INFO, "ccr::tui", "listening on http://127.0.0.1:3456"),
-        LogLine::new(Level::INFO, "ccr::server::runtime", "reloaded ~/.claude-code-router/config.json"),
+        LogLine::new(Level::INFO, "ccr::server::runtime", "reloaded ~/.config/ccr/config.json"),
         LogLine::new(Level::INFO, "ccr::balancer", "kiro-personal: weight 1 -> 2 (all rules)"),
     ];
     if scenario == Scenario::ProviderDown {

@@ -143,13 +143,37 @@ fn breaker_states_are_coloured() {
     let (app, _rx) = sample::app(Scenario::ProviderDown);
     let terminal = draw(&app, 120, 36);
     let buffer = terminal.backend().buffer();
-    let (x, y) = find(buffer, "open ").expect("an open breaker on screen");
+    let (x, y) = find(buffer, "OPEN ").expect("an open breaker on screen");
     assert_eq!(buffer[(x, y)].fg, Color::Red, "open breaker in red");
-    let (x, y) = find(buffer, "closed").expect("a closed breaker on screen");
+    let (x, y) = find(buffer, "CLOSED").expect("a closed breaker on screen");
     assert_eq!(buffer[(x, y)].fg, Color::Green, "closed breaker in green");
     // The operator's weight override stands out.
     let (x, y) = find(buffer, "1→2").expect("weight override marked");
     assert_eq!(buffer[(x, y)].fg, Color::Magenta);
+}
+
+#[test]
+fn needs_login_at_80x24_shows_the_reason_and_the_fix() {
+    let mut s = sample::snapshot(Scenario::Normal);
+    let spare = &mut s.providers[2];
+    spare.status = crate::snapshot::ProviderStatus::NeedsLogin;
+    spare.available = false;
+    spare.status_reason = Some(format!(
+        "token file /home/me/.aws/sso/cache/kiro-auth-token-spare.json not found; fix: {}",
+        crate::firstrun::fix_hint("kiro-spare")
+    ));
+    let (tx, _rx) = tokio::sync::mpsc::channel(4);
+    let mut app = App::new(Arc::new(s), tx);
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Down);
+    let terminal = draw(&app, 80, 24);
+    let screen = text(terminal.backend().buffer());
+    assert!(
+        screen.contains("└ kiro-spare: token file /home/me/.aws/sso/cache/kiro-auth-token-spare.json"),
+        "{screen}"
+    );
+    assert!(screen.contains("needs_login"), "{screen}");
+    insta::assert_snapshot!(terminal.backend());
 }
 
 #[test]
@@ -162,7 +186,7 @@ fn half_open_breaker_is_yellow() {
     let app = App::new(Arc::new(s), tx);
     let terminal = draw(&app, 120, 36);
     let buffer = terminal.backend().buffer();
-    let (x, y) = find(buffer, "half-open").expect("half-open on screen");
+    let (x, y) = find(buffer, "HALF_OPEN").expect("half-open on screen");
     assert_eq!(buffer[(x, y)].fg, Color::Yellow);
 }
 

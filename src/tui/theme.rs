@@ -45,28 +45,20 @@ pub(super) fn breaker(state: BreakerState) -> Style {
     }
 }
 
-/// The short word shown for a breaker state.
-pub(super) fn breaker_label(state: BreakerState) -> &'static str {
-    match state {
-        BreakerState::Closed => "closed",
-        BreakerState::HalfOpen => "half-open",
-        BreakerState::Open => "open",
-    }
-}
-
-/// A provider's status as one short word for the table, and its colour.
+/// A provider's status as its one name ([`ProviderStatus::as_str`]), and its colour.
 pub(super) fn provider_status(status: ProviderStatus) -> (&'static str, Style) {
-    match status {
-        ProviderStatus::Healthy => ("healthy", GOOD),
-        ProviderStatus::Unknown => ("unknown", TEXT),
-        ProviderStatus::Unhealthy => ("down", BAD),
-        ProviderStatus::Draining => ("drained", OPERATOR),
-        ProviderStatus::CoolingDown => ("cooldown", WARN),
-        ProviderStatus::QuotaExhausted => ("quota", BAD),
-        ProviderStatus::CircuitOpen => ("tripped", BAD),
-        ProviderStatus::Suspended => ("suspend", BAD),
-        ProviderStatus::NeedsLogin => ("login", BAD),
-    }
+    let style = match status {
+        ProviderStatus::Healthy => GOOD,
+        ProviderStatus::Unknown => TEXT,
+        ProviderStatus::Draining => OPERATOR,
+        ProviderStatus::CoolingDown => WARN,
+        ProviderStatus::Unhealthy
+        | ProviderStatus::NeedsLogin
+        | ProviderStatus::Suspended
+        | ProviderStatus::QuotaExhausted
+        | ProviderStatus::CircuitOpen => BAD,
+    };
+    (status.as_str(), style)
 }
 
 /// The colour of a credits gauge by the share left: green, yellow under 30 %, red under 10 %.

@@ -1,10 +1,9 @@
 //! Credits per account (protocol notes §7.1, §7.6): the arithmetic of a `getUsageLimits` answer,
-//! which models a tier can serve, and the loop that polls every account (see [`poller`]).
+//! which models a tier can serve, and when the monthly quota resets. The loop that polls every
+//! account lives in the running instance (`runtime::usage_poller`).
 //!
 //! A report is plain data; the balancer keeps the latest one per provider and adds the credits
 //! each answer's `meteringEvent` reports until the next poll replaces them.
-
-pub mod poller;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -99,6 +98,30 @@ pub fn parse_usage_limits(body: &str) -> Result<UsageReport, UsageError> {
 pub fn tier_serves(tier: Option<&str>, model_id: &str) -> bool {
     let free = tier.is_some_and(|t| t.to_ascii_uppercase().contains("FREE"));
     !(free && model_id.to_ascii_lowercase().contains("opus"))
+}
+
+/// Why a usage check failed, as the poller classifies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageProblem {
+    /// `403` "temporarily is suspended": out of rotation until an operator resets it.
+    Suspended(String),
+    /// The token refresh was answered `invalid_grant`: the account needs a new login.
+    NeedsLogin(String),
+    /// Anything else (network, 5xx, 429): shown, changes nothing else.
+    Other(String),
+}
+
+/// When Kiro's monthly request quota (`MONTHLY_REQUEST_COUNT`) resets: the first of the next
+/// month, 00:00 UTC.
+pub fn next_quota_reset(now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    use chrono::{Datelike, TimeZone};
+    let (year, month) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
+    chrono::Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).single().unwrap_or(now)
+}
+
+/// Time until Kiro's monthly request quota resets (see [`next_quota_reset`]).
+pub fn until_quota_reset(now: chrono::DateTime<chrono::Utc>) -> std::time::Duration {
+    (next_quota_reset(now) - now).to_std().unwrap_or(std::time::Duration::from_secs(3600))
 }
 
 #[cfg(test)]

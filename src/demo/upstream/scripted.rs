@@ -6,7 +6,7 @@ use super::chat::{Plan, RequestView};
 use super::options::Scenario;
 use super::state::{Knobs, Shared};
 use super::websearch_model;
-use crate::providers::codewhisperer::eventstream::{encode_event, encode_exception};
+use crate::providers::codewhisperer::frame::{encode_event, encode_exception};
 use crate::providers::codewhisperer::models;
 use axum::body::Bytes;
 use serde_json::{Value, json};

@@ -2,9 +2,9 @@
 
 use super::scripted::{sample_input, split_inside_utf8};
 use super::*;
-use crate::providers::codewhisperer::events::{KiroEvent, parse_frame};
-use crate::providers::codewhisperer::eventstream::encode_event;
-use crate::providers::codewhisperer::eventstream::{Frame, FrameDecoder, FrameError};
+use crate::providers::codewhisperer::event::{KiroEvent, parse_frame};
+use crate::providers::codewhisperer::frame::encode_event;
+use crate::providers::codewhisperer::frame::{Frame, FrameDecoder, FrameError};
 use axum::http::header;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};

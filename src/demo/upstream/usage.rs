@@ -43,7 +43,7 @@ pub(super) async fn usage_limits(
     }
     let used = sim.counters.streams_started.load(Ordering::Relaxed);
     let limit = sim.fixed.usage_limit;
-    let reset = crate::providers::codewhisperer::client::next_quota_reset(now);
+    let reset = crate::usage::next_quota_reset(now);
     let reset_epoch = reset.timestamp() as f64;
     let days = (reset - now).num_days().max(0);
     let mut response = axum::Json(json!({

@@ -78,9 +78,24 @@ pub enum TokenError {
     WriteBack { file: String, reason: String },
 }
 
+impl TokenError {
+    /// True when only the user can cure it: the file is missing, unreadable or not a token
+    /// file, or the login was refused (a new login is needed).
+    pub fn needs_login(&self) -> bool {
+        matches!(
+            self,
+            TokenError::Missing(_)
+                | TokenError::Unreadable { .. }
+                | TokenError::Malformed { .. }
+                | TokenError::Rejected { .. }
+        )
+    }
+}
+
 /// A provider's token, as far as the proxy knows it (never the token itself): what the
 /// snapshot, the dashboard and the health endpoints show.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TokenStatus {
     /// When the access token expires.
     pub expires_at: Option<DateTime<Utc>>,
@@ -88,6 +103,9 @@ pub struct TokenStatus {
     pub last_refresh: Option<DateTime<Utc>>,
     /// Why the last attempt to get a credential failed (e.g. the token file is missing).
     pub error: Option<String>,
+    /// The error needs the user (a missing or bad file, a refused login), not a retry.
+    #[serde(default)]
+    pub needs_login: bool,
 }
 
 struct Loaded {
@@ -123,10 +141,6 @@ impl TokenManager {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn status(&self) -> TokenStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -134,7 +148,16 @@ impl TokenManager {
     fn set_error(&self, error: Option<&TokenError>) {
         if let Ok(mut s) = self.status.lock() {
             s.error = error.map(|e| e.to_string());
+            s.needs_login = error.is_some_and(TokenError::needs_login);
         }
+    }
+
+    /// Read the token file now (if it changed) and record the outcome in [`TokenManager::status`],
+    /// without refreshing: the start-time check that makes a missing file visible at once.
+    pub async fn check_file(&self) -> Result<(), TokenError> {
+        let result = self.current().await.map(|_| ());
+        self.set_error(result.as_ref().err());
+        result
     }
 
     /// A credential ready to use: re-read if the file changed, refreshed if near expiry.

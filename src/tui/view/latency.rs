@@ -10,9 +10,8 @@ use ratatui::symbols;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Sparkline, SparklineBar};
 
-/// Draw the pane in `area`. The bars span the shown samples' range (lowest sample = lowest
-/// bar), stated in the bottom border, so that a change of a few hundred ms on top of seconds of
-/// latency is visible.
+/// Draw the pane in `area`. The bars start at zero (a bar twice as high is twice as slow) and
+/// the bottom border states the scale, so samples of 121–124 ms read as flat, not as a spike.
 pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let provider = app.selected_provider().map(|v| &v.core);
     let mut title = vec![Span::styled(" latency ", theme::TITLE)];
@@ -33,23 +32,21 @@ pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let range = shown.iter().filter(|s| s.ms.is_finite()).fold(None, |r: Option<(f64, f64)>, s| {
         Some(r.map_or((s.ms, s.ms), |(lo, hi)| (lo.min(s.ms), hi.max(s.ms))))
     });
-    if let Some((lo, hi)) = range {
+    if let Some((_, hi)) = range {
         block = block.title_bottom(
-            Line::from(Span::styled(format!(" {}–{} ", format_ms(lo), format_ms(hi)), theme::DIM))
-                .right_aligned(),
+            Line::from(Span::styled(format!(" scale 0–{} ", format_ms(hi)), theme::DIM)).right_aligned(),
         );
     }
     frame.render_widget(block, area);
     let [stats, chart] = Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(inner);
     frame.render_widget(Paragraph::new(stats_line(p)), stats);
-    let Some((lo, _)) = range else {
+    if range.is_none() {
         frame.render_widget(Paragraph::new(Span::styled("no samples yet", theme::DIM)), chart);
         return;
-    };
-    // Whole milliseconds above a floor just under the lowest sample, so it still gets a sliver.
-    let floor = (lo * 0.9).max(0.0);
+    }
+    // Whole milliseconds from zero: the tallest bar is the slowest sample shown.
     let bars = shown.iter().map(|s| {
-        let above = if s.ms.is_finite() { (s.ms - floor).max(0.0).round() as u64 } else { 0 };
+        let above = if s.ms.is_finite() { s.ms.max(0.0).round() as u64 } else { 0 };
         let style = match s.source {
             SampleSource::Request => theme::LATENCY,
             SampleSource::Probe => theme::DIM,

@@ -1,5 +1,5 @@
-//! The providers table: one row per provider with status, breaker, weight, load, latency,
-//! counters and last error. The selected row is the target of every operator key.
+//! The providers table: one row per provider with status, credits (gauge, tier, days to the
+//! reset), bound conversations, breaker, weight, load, latency, counters and last error. The selected row is the target of every operator key.
 
 use crate::snapshot::ProviderView;
 use crate::tui::app::App;
@@ -10,58 +10,161 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Row, Table, TableState};
 
-/// Column headers, in order.
-const HEADERS: [&str; 13] = [
-    "provider",
-    "status",
-    "credits",
-    "tier",
-    "reset",
-    "sess",
-    "breaker",
-    "weight",
-    "in-flt",
-    "ewma ms",
-    "reqs",
-    "errs",
-    "last error",
+/// The optional columns, in the order they are given up when the terminal is narrow (first
+/// dropped first): the id, the status and the reason are always shown.
+const OPTIONAL: [Column; 10] = [
+    Column::Ewma,
+    Column::Requests,
+    Column::Tier,
+    Column::Sessions,
+    Column::Reset,
+    Column::InFlight,
+    Column::Breaker,
+    Column::Errors,
+    Column::Weight,
+    Column::Credits,
 ];
 
 /// Cells of the credits gauge.
 const GAUGE_CELLS: usize = 5;
 
-/// Draw the table in `area`.
+/// The narrowest "why" column kept before optional columns are given up.
+const MIN_REASON: u16 = 24;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Id,
+    Status,
+    Credits,
+    Tier,
+    Reset,
+    Sessions,
+    Breaker,
+    Weight,
+    InFlight,
+    Ewma,
+    Requests,
+    Errors,
+    Reason,
+}
+
+impl Column {
+    fn header(self) -> &'static str {
+        match self {
+            Column::Id => "provider",
+            Column::Status => "status",
+            Column::Credits => "credits",
+            Column::Tier => "tier",
+            Column::Reset => "reset",
+            Column::Sessions => "sess",
+            Column::Breaker => "breaker",
+            Column::Weight => "weight",
+            Column::InFlight => "in-flt",
+            Column::Ewma => "ewma ms",
+            Column::Requests => "reqs",
+            Column::Errors => "errs",
+            Column::Reason => "why / last error",
+        }
+    }
+
+    fn width(self) -> u16 {
+        match self {
+            Column::Breaker | Column::Credits => 9,
+            Column::Weight | Column::Ewma => 7,
+            Column::InFlight | Column::Requests => 6,
+            Column::Errors | Column::Tier | Column::Reset => 5,
+            Column::Sessions => 4,
+            Column::Id | Column::Status | Column::Reason => 0,
+        }
+    }
+}
+
+/// The columns shown in `width` cells, in display order, with the id column's width.
+fn layout(width: u16, id_width: u16, status_width: u16) -> Vec<(Column, u16)> {
+    // Borders (2) and the highlight symbol (1); one space between columns.
+    let inner = width.saturating_sub(3);
+    let fixed = id_width + 1 + status_width + 1;
+    let mut shown: Vec<Column> = OPTIONAL.to_vec();
+    let used = |cols: &[Column]| fixed + cols.iter().map(|c| c.width() + 1).sum::<u16>();
+    while !shown.is_empty() && inner.saturating_sub(used(&shown)) < MIN_REASON {
+        shown.remove(0);
+    }
+    let order = [
+        Column::Id,
+        Column::Status,
+        Column::Credits,
+        Column::Tier,
+        Column::Reset,
+        Column::Sessions,
+        Column::Breaker,
+        Column::Weight,
+        Column::InFlight,
+        Column::Ewma,
+        Column::Requests,
+        Column::Errors,
+        Column::Reason,
+    ];
+    let reason = inner.saturating_sub(used(&shown));
+    order
+        .into_iter()
+        .filter(|c| matches!(c, Column::Id | Column::Status | Column::Reason) || shown.contains(c))
+        .map(|c| {
+            let w = match c {
+                Column::Id => id_width,
+                Column::Status => status_width,
+                Column::Reason => reason,
+                other => other.width(),
+            };
+            (c, w)
+        })
+        .collect()
+}
+
+/// `text` in at most `width` cells: cut with an ellipsis, never silently.
+fn ellipsize(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Draw the table in `area`. The bottom border says why the selected provider is not healthy.
 pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let providers = &app.snapshot().providers;
-    let id_width = providers.iter().map(|p| p.core.id.chars().count()).max().unwrap_or(8).clamp(8, 24);
-    let widths = [
-        Constraint::Length(u16::try_from(id_width).unwrap_or(24)),
-        Constraint::Length(8),
-        Constraint::Length(9),
-        Constraint::Length(5),
-        Constraint::Length(4),
-        Constraint::Length(4),
-        Constraint::Length(9),
-        Constraint::Length(7),
-        Constraint::Length(6),
-        Constraint::Length(7),
-        Constraint::Length(6),
-        Constraint::Length(5),
-        Constraint::Fill(1),
-    ];
-    let header = Row::new(HEADERS.iter().map(|h| Cell::from(*h))).style(theme::HEADER);
+    let longest = providers.iter().map(|p| p.core.id.chars().count()).max().unwrap_or(8);
+    // Ids beyond a third of the width are ellipsised.
+    let id_cap = usize::from(area.width / 4).clamp(8, 24);
+    let id_width = u16::try_from(longest.clamp(8, id_cap)).unwrap_or(24);
+    let status_width = providers.iter().map(|p| p.status.as_str().len()).max().unwrap_or(7).max(7);
+    let status_width = u16::try_from(status_width).unwrap_or(15);
+    let columns = layout(area.width, id_width, status_width);
+    let widths: Vec<Constraint> = columns
+        .iter()
+        .map(|(c, w)| if *c == Column::Reason { Constraint::Fill(1) } else { Constraint::Length(*w) })
+        .collect();
+    let header = Row::new(columns.iter().map(|(c, _)| Cell::from(c.header()))).style(theme::HEADER);
     let now = app.snapshot().taken_at;
-    let rows = providers.iter().map(|p| row(p, now));
+    let rows = providers.iter().map(|p| row(p, &columns, now));
     let focused = app.focus() == Focus::Providers && !app.help_open();
     let title = Line::from(vec![
         Span::styled(" providers ", theme::TITLE),
         Span::styled(format!("{} ", providers.len()), theme::DIM),
     ]);
-    let block = Block::bordered().title(title).border_style(if focused {
+    let mut block = Block::bordered().title(title).border_style(if focused {
         theme::FOCUSED_BORDER
     } else {
         theme::BORDER
     });
+    if let Some(view) = app.selected_provider()
+        && let Some(reason) = &view.status_reason
+    {
+        let (_, style) = theme::provider_status(view.status);
+        let room = usize::from(area.width.saturating_sub(4));
+        let text = ellipsize(&format!(" {}: {reason} ", view.core.id), room);
+        block = block.title_bottom(Line::from(Span::styled(text, style)));
+    }
     let table = Table::new(rows, widths)
         .header(header)
         .block(block)
@@ -88,46 +191,86 @@ fn credit_cells(view: &ProviderView, now: chrono::DateTime<chrono::Utc>) -> [Cel
     [Cell::from(Span::styled(bar, theme::credits(share))), Cell::from(tier), Cell::from(reset)]
 }
 
-fn row(view: &ProviderView, now: chrono::DateTime<chrono::Utc>) -> Row<'static> {
+fn row(view: &ProviderView, columns: &[(Column, u16)], now: chrono::DateTime<chrono::Utc>) -> Row<'static> {
     let p = &view.core;
-    let (status, status_style) = theme::provider_status(view.status);
-    let breaker = match &p.breaker {
-        Some(b) => Cell::from(Span::styled(theme::breaker_label(b.state), theme::breaker(b.state))),
-        None => Cell::from(Span::styled("-", theme::DIM)),
-    };
-    let weight = match p.weight_override {
-        Some(w) => Cell::from(Span::styled(format!("{}→{w}", p.weight), theme::OPERATOR)),
-        None => Cell::from(p.weight.to_string()),
-    };
-    let cap = if p.max_concurrent == 0 { "-".to_string() } else { p.max_concurrent.to_string() };
-    let in_flight_style =
-        if p.max_concurrent > 0 && p.in_flight >= p.max_concurrent { theme::WARN } else { theme::TEXT };
-    let ewma = if p.latency.measured {
-        Cell::from(format!("{:.0}", p.latency.ewma_ms))
-    } else {
-        Cell::from(Span::styled("-", theme::DIM))
-    };
-    let errors = p.counters.failures;
-    let errors =
-        Cell::from(Span::styled(errors.to_string(), if errors > 0 { theme::BAD } else { theme::TEXT }));
-    let last_error = p.last_error.as_ref().map(|e| e.message.clone()).map_or_else(
-        || Cell::from(Span::styled("-", theme::DIM)),
-        |m| Cell::from(Span::styled(m, theme::WARN)),
-    );
     let [credits, tier, reset] = credit_cells(view, now);
-    Row::new(vec![
-        Cell::from(p.id.clone()),
-        Cell::from(Span::styled(status, status_style)),
-        credits,
-        tier,
-        reset,
-        Cell::from(p.sessions.to_string()),
-        breaker,
-        weight,
-        Cell::from(Span::styled(format!("{}/{cap}", p.in_flight), in_flight_style)),
-        ewma,
-        Cell::from(p.counters.requests.to_string()),
-        errors,
-        last_error,
-    ])
+    let mut credit_parts = [Some(credits), Some(tier), Some(reset)];
+    let mut cell = |column: Column, width: u16| -> Cell<'static> {
+        match column {
+            Column::Credits => credit_parts[0].take().unwrap_or_default(),
+            Column::Tier => credit_parts[1].take().unwrap_or_default(),
+            Column::Reset => credit_parts[2].take().unwrap_or_default(),
+            Column::Sessions => Cell::from(p.sessions.to_string()),
+            Column::Id => Cell::from(ellipsize(&p.id, usize::from(width))),
+            Column::Status => {
+                let (status, style) = theme::provider_status(view.status);
+                Cell::from(Span::styled(status, style))
+            }
+            Column::Breaker => match &p.breaker {
+                Some(b) => Cell::from(Span::styled(b.state.as_str(), theme::breaker(b.state))),
+                None => Cell::from(Span::styled("-", theme::DIM)),
+            },
+            Column::Weight => match p.weight_override {
+                Some(w) => Cell::from(Span::styled(format!("{}→{w}", p.weight), theme::OPERATOR)),
+                None => Cell::from(p.weight.to_string()),
+            },
+            Column::InFlight => {
+                let cap = if p.max_concurrent == 0 { "-".to_string() } else { p.max_concurrent.to_string() };
+                let style = if p.max_concurrent > 0 && p.in_flight >= p.max_concurrent {
+                    theme::WARN
+                } else {
+                    theme::TEXT
+                };
+                Cell::from(Span::styled(format!("{}/{cap}", p.in_flight), style))
+            }
+            Column::Ewma => {
+                if p.latency.measured {
+                    Cell::from(format!("{:.0}", p.latency.ewma_ms))
+                } else {
+                    Cell::from(Span::styled("-", theme::DIM))
+                }
+            }
+            Column::Requests => Cell::from(p.counters.requests.to_string()),
+            Column::Errors => {
+                let errors = p.counters.failures;
+                Cell::from(Span::styled(
+                    errors.to_string(),
+                    if errors > 0 { theme::BAD } else { theme::TEXT },
+                ))
+            }
+            // Why it is not healthy, else the last error (dimmed: it no longer matters).
+            Column::Reason => match (&view.status_reason, &p.last_error) {
+                (Some(reason), _) => {
+                    Cell::from(Span::styled(ellipsize(reason, usize::from(width)), theme::WARN))
+                }
+                (None, Some(e)) => {
+                    Cell::from(Span::styled(ellipsize(&e.message, usize::from(width)), theme::DIM))
+                }
+                (None, None) => Cell::from(Span::styled("-", theme::DIM)),
+            },
+        }
+    };
+    Row::new(columns.iter().map(|(c, w)| cell(*c, *w)).collect::<Vec<_>>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrow_terminals_give_up_ewma_first_and_keep_id_status_and_reason() {
+        let all = layout(160, 13, 12);
+        assert_eq!(all.len(), 13);
+        let at_120: Vec<Column> = layout(120, 13, 12).into_iter().map(|(c, _)| c).collect();
+        assert!(at_120.contains(&Column::Credits) && !at_120.contains(&Column::Ewma));
+        let at_80: Vec<Column> = layout(80, 13, 12).into_iter().map(|(c, _)| c).collect();
+        assert!(!at_80.contains(&Column::Ewma));
+        for kept in [Column::Id, Column::Status, Column::Reason] {
+            assert!(at_80.contains(&kept));
+        }
+        let tiny: Vec<Column> = layout(40, 13, 12).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(tiny, [Column::Id, Column::Status, Column::Reason]);
+        assert_eq!(ellipsize("codewhisperer-secondary", 10), "codewhisp…");
+        assert_eq!(ellipsize("short", 10), "short");
+    }
 }

@@ -4,8 +4,8 @@
 //! to [`Balancer::record_usage`]. One task; checks run concurrently; it follows hot reloads and
 //! ends on shutdown.
 
-use crate::balancer::{Balancer, MIN_USAGE_REFRESH, UsageProblem};
-use crate::usage::UsageReport;
+use crate::balancer::{Balancer, MIN_USAGE_REFRESH};
+use crate::usage::{UsageProblem, UsageReport};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
@@ -19,7 +19,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 /// One usage check of the provider with this id.
-pub type UsageFn = Arc<dyn Fn(String) -> BoxFuture<'static, Result<UsageReport, UsageProblem>> + Send + Sync>;
+pub(super) type UsageFn =
+    Arc<dyn Fn(String) -> BoxFuture<'static, Result<UsageReport, UsageProblem>> + Send + Sync>;
 
 /// Jitter of each interval, as a fraction.
 const JITTER: f64 = 0.1;
@@ -30,7 +31,7 @@ fn jittered(interval: Duration, rng: &mut StdRng) -> Duration {
 }
 
 /// Spawns the poller; `rng_seed` makes the jitter reproducible (tests).
-pub fn spawn_usage_poller(
+pub(super) fn spawn_usage_poller(
     balancer: Arc<Balancer>,
     check: UsageFn,
     shutdown: watch::Receiver<bool>,

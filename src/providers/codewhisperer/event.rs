@@ -1,11 +1,12 @@
-//! Kiro events: the typed meaning of one decoded event-stream [`Frame`].
+//! Kiro events: the typed meaning of one decoded event-stream [`Frame`] (frames come from
+//! [`super::frame`]; [`super::decode`] runs both over a live body).
 //!
 //! Dispatch is by `:message-type` (`event`, `exception`, `error`) and, for events, by
 //! `:event-type`. Payloads are the event's members at the top level of the JSON; the wrapped form
 //! `{"assistantResponseEvent":{…}}` is accepted too. Unknown events are [`KiroEvent::Ignored`],
 //! never errors: the service adds event types over time.
 
-use super::eventstream::Frame;
+use super::frame::Frame;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -253,7 +254,7 @@ fn loose_message(payload: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::codewhisperer::eventstream::{
+    use crate::providers::codewhisperer::frame::{
         FrameDecoder, encode_event, encode_exception, encode_frame,
     };
 

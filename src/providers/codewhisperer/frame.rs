@@ -1,4 +1,5 @@
-//! AWS event-stream framing as Kiro / CodeWhisperer uses it (binary, length-prefixed, CRC-checked).
+//! AWS event-stream framing as Kiro / CodeWhisperer uses it (binary, length-prefixed, CRC-checked):
+//! bytes ↔ [`Frame`]s. What a frame means is [`super::event`].
 //!
 //! Layout of one message (all integers big-endian):
 //!

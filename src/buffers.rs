@@ -41,7 +41,8 @@ impl BufferPool {
     }
 
     /// Buffers waiting for reuse.
-    pub fn kept(&self) -> usize {
+    #[cfg(test)]
+    fn kept(&self) -> usize {
         self.kept.lock().map_or(0, |k| k.len())
     }
 
