@@ -11,6 +11,10 @@
 //! as they arrive, by account and category. The model check needs the parsed body: the
 //! `/v1/messages` handler calls [`check_model`].
 //!
+//! The counters are per instance ([`MemoryCounters`]) unless the shared state backend is Redis
+//! (`state.backend`): then [`RedisCounters`] makes every limit pool-wide and the month's credits
+//! survive restarts; while Redis does not answer, each instance counts in memory.
+//!
 //! The operator key is accepted on `/v1/*` too (it is the pool owner's, and `ccr code` sends
 //! it); its requests are not limited or counted per key.
 //!
@@ -19,9 +23,11 @@
 
 pub mod cli;
 pub mod counters;
+mod redis_counters;
 mod view;
 
 pub use counters::{Admit, CountersError, KeyCounters, Limits, MemoryCounters, Refused};
+pub use redis_counters::{RedisCounters, SLOT_TTL};
 pub use view::{KeyLimitsView, KeyView, KeysView};
 
 use crate::anthropic::{ApiError, ErrorKind};
@@ -350,7 +356,10 @@ impl Keys {
         let month = month_of(now);
         let mut counters = self.counters();
         let decision = match counters.admit(&entry.name, &month, entry.limits).await {
-            Ok(d) => d,
+            Ok(d) => {
+                self.inner.outage_logged.store(false, std::sync::atomic::Ordering::Relaxed);
+                d
+            }
             Err(e) => {
                 if !self.inner.outage_logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
                     tracing::warn!("{e}; counting keys in this instance until it is back");

@@ -79,6 +79,9 @@ impl Runtime {
         let balancer = Balancer::new(balancer_spec(&config));
         let keys = crate::keys::Keys::new(&config);
         let state = crate::state::SharedState::from_settings(&config.state);
+        if let Some(link) = state.redis() {
+            keys.set_counters(Arc::new(crate::keys::RedisCounters::new(link.clone())));
+        }
         let live = build_live(config, &http, None);
         Arc::new(Runtime {
             live: RwLock::new(Arc::new(live)),
