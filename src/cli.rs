@@ -37,7 +37,7 @@ pub enum Command {
     Accounts(crate::accounts::args::AccountsCommand),
     /// Developers' keys: add (prints the key once, stores its hash), list (limits and usage), remove.
     #[command(subcommand)]
-    Keys(crate::keys::cli::KeysCommand),
+    Keys(crate::keys::args::KeysCommand),
     /// Run Claude Code through ccr, starting an instance in the background when none answers.
     Code(CodeArgs),
     /// Stop the background instance `ccr code` started for this config.

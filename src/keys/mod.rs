@@ -21,7 +21,7 @@
 //! Nothing here logs or returns a key: views carry names and the first 8 hex digits of the
 //! digest.
 
-pub mod cli;
+pub mod args;
 pub mod counters;
 mod redis_counters;
 mod view;

@@ -6,74 +6,16 @@
 //! key order and mode kept, so a running ccr picks the key up by hot reload. `list` shows each
 //! key's limits, and its usage when the instance the config describes answers `/admin/keys`.
 
-use super::{KeysView, credits_text, sha256_hex};
 use crate::accounts::{AccountsError, ConfigDoc};
 use crate::config::keys::valid_name;
-use clap::{Args, Subcommand};
+use crate::keys::args::{AddArgs, KeysCommand, ListArgs, RemoveArgs};
+use crate::keys::{KeysView, credits_text, sha256_hex};
 use serde_json::{Map, Value, json};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// Prefix of generated keys: says what the key is for when it turns up somewhere.
 pub const KEY_PREFIX: &str = "sk-ccr-";
-
-#[derive(Debug, Subcommand)]
-pub enum KeysCommand {
-    /// Generate a key for a developer, print it once, store only its hash in server.keys.
-    Add(AddArgs),
-    /// Each key's limits, and its usage this month from the running instance when it answers.
-    List(ListArgs),
-    /// Take a developer's key out of server.keys (a running ccr refuses it after the reload).
-    Remove(RemoveArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ConfigFlag {
-    /// Config file to edit. Default: $CCR_CONFIG, else the user config.
-    #[arg(long, short = 'c', value_name = "PATH")]
-    pub config: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct AddArgs {
-    /// Who the key is for (letters, digits, `-`, `_`, `.`, `@`): shown in logs, metrics and views.
-    pub name: String,
-    /// Credits the key may spend per calendar month (UTC).
-    #[arg(long, value_name = "N")]
-    pub monthly_credits: Option<f64>,
-    /// Requests the key may start per minute.
-    #[arg(long, value_name = "N")]
-    pub rpm: Option<i64>,
-    /// Requests of the key in flight at once.
-    #[arg(long, value_name = "N")]
-    pub max_concurrent: Option<i64>,
-    /// A model the key may use (repeat for several; `claude-haiku-*` for a family). Default: any.
-    #[arg(long = "model", value_name = "MODEL")]
-    pub models: Vec<String>,
-    #[command(flatten)]
-    pub config: ConfigFlag,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ListArgs {
-    /// Print the JSON (`/admin/keys` when the instance answers, else the config's keys).
-    #[arg(long)]
-    pub json: bool,
-    /// Base URL of the running instance. Default: the address in the config.
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
-    #[command(flatten)]
-    pub config: ConfigFlag,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct RemoveArgs {
-    /// The key's name.
-    pub name: String,
-    #[command(flatten)]
-    pub config: ConfigFlag,
-}
 
 /// Run one `ccr keys` command.
 pub fn run(command: &KeysCommand) -> ExitCode {
@@ -329,6 +271,7 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::args::ConfigFlag;
 
     #[test]
     fn generated_keys_are_long_random_and_prefixed() {
