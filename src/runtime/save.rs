@@ -3,7 +3,8 @@
 use super::Runtime;
 use crate::balancer::BalancerSnapshot;
 use crate::config::{self, Config, ConfigError};
-use serde_json::{Map, Value, json};
+use jsonc_parser::ParseOptions;
+use jsonc_parser::cst::{CstContainerNode, CstNode, CstObject, CstRootNode};
 
 /// Why the weights were not saved. The first three are the file's or the setup's state (the
 /// operator can fix them); [`SaveError::Write`] is the machine's (a disk error).
@@ -100,49 +101,60 @@ pub(crate) enum EditError {
     Invalid(String),
 }
 
-fn object_at<'a>(
-    root: &'a mut Map<String, Value>,
-    keys: &[&str],
-    what: &str,
-) -> Result<&'a mut Map<String, Value>, EditError> {
-    let mut node = root;
-    for key in keys {
-        node = node
-            .entry((*key).to_owned())
-            .or_insert_with(|| Value::Object(Map::new()))
-            .as_object_mut()
-            .ok_or_else(|| EditError::NotAnObject(what.to_owned()))?;
+/// `obj.<key>` as an object, created (empty, at the end of `obj`) when it is missing.
+fn object_in(obj: &CstObject, key: &str, what: &str) -> Result<CstObject, EditError> {
+    match obj.get(key) {
+        None => Ok(obj.object_value_or_set(key)),
+        Some(prop) => match prop.value() {
+            Some(CstNode::Container(CstContainerNode::Object(o))) => Ok(o),
+            _ => Err(EditError::NotAnObject(what.to_owned())),
+        },
     }
-    Ok(node)
 }
 
-/// Apply weight edits to a config file's text, keeping every other key, value and the key order;
-/// the result is pretty-printed JSON (two-space indent) and is checked to be a valid config.
+/// Set `obj.<key>` to the number `n`, in place when the key exists, else appended.
+fn set_number(obj: &CstObject, key: &str, n: u32) {
+    match obj.get(key) {
+        Some(prop) => prop.set_value(jsonc_parser::json!(n)),
+        None => {
+            obj.append(key, jsonc_parser::json!(n));
+        }
+    }
+}
+
+/// Apply weight edits to a config file's text. Only the weights change: an existing weight is
+/// replaced where it stands, a missing one is added at the end of its object (with the objects
+/// that lead to it), and every other byte of the file (order, spacing, line breaks) stays as
+/// the user wrote it. The result is checked to be a valid config.
 pub(super) fn apply_weight_edits(text: &str, edits: &[WeightEdit]) -> Result<String, EditError> {
-    let mut root: Value = serde_json::from_str(text).map_err(|e| EditError::NotJson(e.to_string()))?;
-    let obj = root.as_object_mut().ok_or_else(|| EditError::NotJson("not an object".into()))?;
+    let root =
+        CstRootNode::parse(text, &ParseOptions::default()).map_err(|e| EditError::NotJson(e.to_string()))?;
+    let obj = root.object_value().ok_or_else(|| EditError::NotJson("not an object".into()))?;
     for edit in edits {
         let what = edit.describe();
         match edit {
             WeightEdit::Provider { provider, weight } => {
-                object_at(obj, &["providers", provider], &what)?.insert("weight".into(), json!(weight));
+                let providers = object_in(&obj, "providers", &what)?;
+                set_number(&object_in(&providers, provider, &what)?, "weight", *weight);
             }
             WeightEdit::Rule { rule, provider, weight } => {
-                object_at(obj, &["routing", "rules", rule, "loadBalancing", "weights"], &what)?
-                    .insert(provider.clone(), json!(weight));
+                let mut node = obj.clone();
+                for key in ["routing", "rules", rule.as_str(), "loadBalancing", "weights"] {
+                    node = object_in(&node, key, &what)?;
+                }
+                set_number(&node, provider, *weight);
             }
         }
     }
-    let mut out = serde_json::to_string_pretty(&root).map_err(|e| EditError::NotJson(e.to_string()))?;
-    out.push('\n');
+    let out = root.to_string();
     config::parse_config(&out).map_err(|e| EditError::Invalid(e.to_string()))?;
     Ok(out)
 }
 
 impl Runtime {
     /// Write the weights in force (configured plus run-time overrides) into the config file, then
-    /// reload it, so the overrides become the configured weights. Other content and key order
-    /// are kept; the file is rewritten as pretty-printed JSON in one atomic step. Refused when
+    /// reload it, so the overrides become the configured weights. Only the weights' text changes
+    /// (see [`apply_weight_edits`]); the file is replaced in one atomic step. Refused when
     /// running on the built-in default, or when the file on disk does not validate (it may hold
     /// an edit in progress). Blocking file I/O: call it off the async workers.
     pub(crate) fn save_weights(&self) -> Result<String, SaveError> {
@@ -182,6 +194,7 @@ mod tests {
     use super::*;
     use crate::balancer::Command;
     use crate::config::{ConfigSource, parse_config};
+    use serde_json::{Map, Value};
 
     const FILE: &str = r#"{
   "name": "keep me",
@@ -229,6 +242,68 @@ mod tests {
         // After saving, the file's weights are the weights in force: nothing more to write.
         rt.apply_config(saved.clone());
         assert!(weight_edits(&saved, &rt.balancer.snapshot()).is_empty());
+    }
+
+    /// The lines of `after` that are not in `before`, in order.
+    fn changed_lines<'a>(before: &str, after: &'a str) -> Vec<&'a str> {
+        let old: Vec<&str> = before.lines().collect();
+        after.lines().filter(|l| !old.contains(l)).collect()
+    }
+
+    #[test]
+    fn a_weight_change_touches_only_its_own_text() {
+        // The seed-style layout: one key per line, two-space indent.
+        let file = r#"{
+  "name": "mine",
+  "routing": {
+    "rules": {
+      "default": {
+        "providers": ["a", "b"],
+        "loadBalancing": {
+          "strategy": "weighted-round-robin",
+          "weights": {
+            "a": 70,
+            "b": 30
+          }
+        }
+      },
+      "background": {"providers": ["b", "a"]}
+    }
+  },
+  "providers": {
+    "a": {"weight": 70,   "tokenPath": "/nonexistent/a.json"},
+    "b": {
+      "tokenPath": "/nonexistent/b.json"
+    }
+  }
+}
+"#;
+        let edits = [
+            WeightEdit::Rule { rule: "default".into(), provider: "a".into(), weight: 60 },
+            WeightEdit::Provider { provider: "a".into(), weight: 61 },
+        ];
+        let text = apply_weight_edits(file, &edits).expect("edit");
+        assert_eq!(text.lines().count(), file.lines().count(), "{text}");
+        assert_eq!(
+            changed_lines(file, &text),
+            [
+                "            \"a\": 60,",
+                "    \"a\": {\"weight\": 61,   \"tokenPath\": \"/nonexistent/a.json\"},"
+            ]
+        );
+        assert!(text.ends_with("}\n"));
+
+        // A weight that is not there yet is added at the end of its object, and nothing else moves.
+        let edits = [
+            WeightEdit::Provider { provider: "b".into(), weight: 5 },
+            WeightEdit::Rule { rule: "background".into(), provider: "b".into(), weight: 2 },
+        ];
+        let text = apply_weight_edits(file, &edits).expect("edit");
+        let saved = parse_config(&text).expect("valid");
+        assert_eq!(saved.providers["b"].weight, 5);
+        assert_eq!(saved.routing.rules["background"].load_balancing.weights["b"], 2);
+        let untouched = file.lines().filter(|l| text.lines().any(|t| t == *l)).count();
+        assert!(untouched >= file.lines().count() - 3, "{text}");
     }
 
     #[test]

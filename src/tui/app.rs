@@ -22,6 +22,16 @@ pub(super) const MAX_WEIGHT: u32 = 1000;
 /// How many of a rule's latest picks the routes table summarises ("recent picks").
 pub(super) const RECENT_PICKS: usize = 20;
 
+/// How long a command's result stays in the header, in snapshot-clock ms.
+pub(super) const FEEDBACK_SHOWN_MS: u64 = 5_000;
+
+/// A check whose result the dashboard waits for in the snapshots.
+#[derive(Debug, Clone, PartialEq)]
+enum Awaiting {
+    Health { id: String, last_check_ms: Option<u64> },
+    Usage { id: String, checked_at: Option<chrono::DateTime<chrono::Utc>> },
+}
+
 /// The dashboard's state. Rendering reads it ([`super::view::render`]); keys change it
 /// ([`App::on_key`]).
 pub struct App {
@@ -33,6 +43,15 @@ pub struct App {
     keys_open: bool,
     demo: bool,
     feedback: Option<Feedback>,
+    /// The snapshot clock ([`Snapshot::now_ms`]) when the feedback was set: a result line goes
+    /// away [`FEEDBACK_SHOWN_MS`] later.
+    feedback_at_ms: u64,
+    /// A health check or usage check asked for and not yet seen finished, with the provider's
+    /// last check time when it was asked.
+    awaiting: Option<Awaiting>,
+    /// The feedback line is a check's result, which the executor's later "requested" must not
+    /// replace.
+    showing_check_result: bool,
     /// Weights sent but not yet seen in a snapshot, so that `+ + +` adds three, not one.
     pending_weights: BTreeMap<String, u32>,
     recent: RecentPicks,
@@ -54,6 +73,9 @@ impl App {
             keys_open: false,
             demo: false,
             feedback: None,
+            feedback_at_ms: 0,
+            awaiting: None,
+            showing_check_result: false,
             pending_weights: BTreeMap::new(),
             recent,
             logs: LogPane::default(),
@@ -94,15 +116,75 @@ impl App {
             providers.iter().find(|p| &p.core.id == id).is_some_and(|p| p.effective_weight != *w)
         });
         self.recent.observe(&self.snapshot.rules);
+        self.check_results();
+        if self.feedback.as_ref().is_some_and(|f| f.progress != Progress::Pending)
+            && self.snapshot.now_ms.saturating_sub(self.feedback_at_ms) >= FEEDBACK_SHOWN_MS
+        {
+            self.feedback = None;
+        }
     }
 
-    /// Show the outcome of a command.
+    /// Turn a finished health or usage check that was asked for into a result line.
+    fn check_results(&mut self) {
+        let Some(awaiting) = &self.awaiting else { return };
+        let id = match awaiting {
+            Awaiting::Health { id, .. } | Awaiting::Usage { id, .. } => id.clone(),
+        };
+        let Some(view) = self.snapshot.providers.iter().find(|p| p.core.id == id) else {
+            self.awaiting = None;
+            return;
+        };
+        let feedback = match awaiting {
+            Awaiting::Health { last_check_ms, .. } => {
+                let h = &view.core.health;
+                if h.last_check_ms.is_none() || h.last_check_ms == *last_check_ms {
+                    return;
+                }
+                match (&h.last_error, h.consecutive_failures) {
+                    (Some(error), n) if n > 0 => Feedback::err(format!(
+                        "{id}: health check failed ({n}/{} in a row): {error}",
+                        h.retries
+                    )),
+                    _ => Feedback::done(match h.last_latency_ms {
+                        Some(ms) => format!("{id}: health check passed in {ms:.0} ms"),
+                        None => format!("{id}: health check passed"),
+                    }),
+                }
+            }
+            Awaiting::Usage { checked_at, .. } => {
+                let Some(u) = &view.core.usage else { return };
+                if Some(u.checked_at) == *checked_at {
+                    return;
+                }
+                let tier = u.tier.as_deref().map(|t| format!(" ({t})")).unwrap_or_default();
+                Feedback::done(format!(
+                    "{id}: {:.1} of {:.1} credits used, {:.1} left{tier}",
+                    u.used, u.limit, u.remaining
+                ))
+            }
+        };
+        self.awaiting = None;
+        self.set_feedback(feedback);
+        self.showing_check_result = true;
+    }
+
+    fn set_feedback(&mut self, feedback: Feedback) {
+        self.showing_check_result = false;
+        self.feedback = Some(feedback);
+        self.feedback_at_ms = self.snapshot.now_ms;
+    }
+
+    /// Show the outcome of a command. A check's "requested" is followed by its result once a
+    /// snapshot shows it finished.
     pub fn on_feedback(&mut self, feedback: Feedback) {
         if feedback.progress == Progress::Failed {
             // A refused weight change must not skew the next `+`.
             self.pending_weights.clear();
+            self.awaiting = None;
+        } else if self.showing_check_result {
+            return;
         }
-        self.feedback = Some(feedback);
+        self.set_feedback(feedback);
     }
 
     /// Handle a key press. Returns whether the screen may have changed.
@@ -127,6 +209,8 @@ impl App {
             Action::SelectLast => self.selected = len.saturating_sub(1),
             Action::WeightUp => self.change_weight(|w| w.saturating_add(1).min(MAX_WEIGHT)),
             Action::WeightDown => self.change_weight(|w| w.saturating_sub(1)),
+            Action::WeightUpTen => self.change_weight(|w| w.saturating_add(10).min(MAX_WEIGHT)),
+            Action::WeightDownTen => self.change_weight(|w| w.saturating_sub(10)),
             Action::ToggleDrain => {
                 if let Some(p) = self.selected_provider() {
                     let id = p.core.id.clone();
@@ -137,8 +221,28 @@ impl App {
             Action::ResetBreaker => {
                 self.send_for_selected(|id| UiCommand::Balancer(Command::ResetBreaker(id)))
             }
-            Action::CheckNow => self.send_for_selected(|id| UiCommand::Balancer(Command::CheckNow(id))),
-            Action::CheckUsage => self.send_for_selected(|id| UiCommand::Balancer(Command::CheckUsage(id))),
+            Action::CheckNow => {
+                if let Some(p) = self.selected_provider() {
+                    let awaiting = Awaiting::Health {
+                        id: p.core.id.clone(),
+                        last_check_ms: p.core.health.last_check_ms,
+                    };
+                    let id = p.core.id.clone();
+                    if self.send(UiCommand::Balancer(Command::CheckNow(id))) {
+                        self.awaiting = Some(awaiting);
+                    }
+                }
+            }
+            Action::CheckUsage => {
+                if let Some(p) = self.selected_provider() {
+                    let checked_at = p.core.usage.as_ref().map(|u| u.checked_at);
+                    let awaiting = Awaiting::Usage { id: p.core.id.clone(), checked_at };
+                    let id = p.core.id.clone();
+                    if self.send(UiCommand::Balancer(Command::CheckUsage(id))) {
+                        self.awaiting = Some(awaiting);
+                    }
+                }
+            }
             Action::Demo(action) => self.send_for_selected(|provider| UiCommand::Demo { provider, action }),
             Action::SaveWeights => {
                 self.send(UiCommand::SaveWeights);
@@ -161,8 +265,7 @@ impl App {
         let current = self.pending_weights.get(&id).copied().unwrap_or(p.effective_weight);
         let weight = f(current);
         if weight == current {
-            self.feedback =
-                Some(Feedback::err(format!("{id}: weight stays {current} (range 0–{MAX_WEIGHT})")));
+            self.set_feedback(Feedback::err(format!("{id}: weight stays {current} (range 0–{MAX_WEIGHT})")));
             return;
         }
         if self.send(UiCommand::Balancer(Command::SetWeight { provider: id.clone(), rule: None, weight })) {
@@ -182,15 +285,15 @@ impl App {
         let what = cmd.describe();
         match self.commands.try_send(cmd) {
             Ok(()) => {
-                self.feedback = Some(Feedback::pending(format!("{what}…")));
+                self.set_feedback(Feedback::pending(format!("{what}…")));
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.feedback = Some(Feedback::err(format!("busy: {what} not sent, try again")));
+                self.set_feedback(Feedback::err(format!("busy: {what} not sent, try again")));
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.feedback = Some(Feedback::err(format!("{what}: the proxy is shutting down")));
+                self.set_feedback(Feedback::err(format!("{what}: the proxy is shutting down")));
                 false
             }
         }
@@ -345,6 +448,71 @@ mod tests {
         assert!(!app.should_quit());
         assert!(app.on_key(key('q')));
         assert!(app.should_quit());
+    }
+
+    #[test]
+    fn angle_brackets_step_the_weight_by_ten() {
+        let (mut app, mut rx) = app_with(8);
+        // IDS[0] (kiro-work) has weight 3.
+        app.on_key(key('>'));
+        app.on_key(key('<'));
+        app.on_key(key('<'));
+        assert_eq!(
+            drain(&mut rx),
+            vec![set_weight(IDS[0], 13), set_weight(IDS[0], 3), set_weight(IDS[0], 0)]
+        );
+    }
+
+    #[test]
+    fn a_health_check_shows_its_result_when_a_snapshot_has_it_then_the_line_clears() {
+        let (mut app, mut rx) = app_with(8);
+        let base = sample::snapshot(Scenario::Normal);
+        let before = base.providers[0].core.health.last_check_ms;
+        app.on_key(key('h'));
+        assert_eq!(drain(&mut rx), vec![UiCommand::Balancer(Command::CheckNow(IDS[0].into()))]);
+        // A snapshot without a new check changes nothing.
+        app.on_snapshot(Arc::new(base.clone()));
+        assert_eq!(app.feedback().map(|f| f.progress), Some(Progress::Pending));
+        // The check fails.
+        let mut s = base.clone();
+        let h = &mut s.providers[0].core.health;
+        h.last_check_ms = Some(before.unwrap_or(0) + 1_000);
+        h.consecutive_failures = 1;
+        h.last_error = Some("connection refused".into());
+        s.now_ms = base.now_ms + 1_000;
+        app.on_snapshot(Arc::new(s.clone()));
+        let f = app.feedback().expect("a result").clone();
+        assert_eq!(f.progress, Progress::Failed);
+        assert!(f.text.contains("health check failed (1/") && f.text.contains("connection refused"), "{f:?}");
+        // The executor's "requested" arriving late does not hide the result.
+        app.on_feedback(Feedback::done("kiro-work: health check requested"));
+        assert_eq!(app.feedback(), Some(&f));
+        // Still there 4 s later, gone at 5 s.
+        s.now_ms += FEEDBACK_SHOWN_MS - 1;
+        app.on_snapshot(Arc::new(s.clone()));
+        assert!(app.feedback().is_some());
+        s.now_ms += 1;
+        app.on_snapshot(Arc::new(s));
+        assert_eq!(app.feedback(), None);
+    }
+
+    #[test]
+    fn a_passing_health_check_says_how_long_it_took() {
+        let (mut app, _rx) = app_with(8);
+        let base = sample::snapshot(Scenario::Normal);
+        app.on_key(key('h'));
+        let mut s = base.clone();
+        let h = &mut s.providers[0].core.health;
+        h.last_check_ms = Some(h.last_check_ms.unwrap_or(0) + 500);
+        h.consecutive_failures = 0;
+        h.last_error = None;
+        h.last_latency_ms = Some(118.4);
+        app.on_snapshot(Arc::new(s));
+        let f = app.feedback().expect("a result");
+        assert_eq!(
+            (f.progress, f.text.as_str()),
+            (Progress::Done, "kiro-work: health check passed in 118 ms")
+        );
     }
 
     #[test]

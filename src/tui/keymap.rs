@@ -61,6 +61,10 @@ pub enum Action {
     WeightUp,
     /// Lower the selected provider's weight by one.
     WeightDown,
+    /// Raise the selected provider's weight by ten.
+    WeightUpTen,
+    /// Lower the selected provider's weight by ten.
+    WeightDownTen,
     /// Drain the selected provider (forced failover), or put it back if it is drained.
     ToggleDrain,
     /// Close the selected provider's breaker and clear its cooldown / quota exclusion.
@@ -137,6 +141,8 @@ pub(super) const PROVIDER_BINDINGS: &[Binding] = &[
     bind(&[End, Char('G')], "G", Action::SelectLast, "select the last provider"),
     bind(&[Char('+'), Char('=')], "+", Action::WeightUp, "raise its weight (all rules)"),
     bind(&[Char('-'), Char('_')], "-", Action::WeightDown, "lower its weight"),
+    bind(&[Char('>')], ">", Action::WeightUpTen, "raise its weight by 10"),
+    bind(&[Char('<')], "<", Action::WeightDownTen, "lower its weight by 10"),
     bind(&[Char('f')], "f", Action::ToggleDrain, "drain it (failover) / undo"),
     bind(&[Char('b')], "b", Action::ResetBreaker, "reset breaker and cooldowns"),
     bind(&[Char('h')], "h", Action::CheckNow, "run its health check now"),
@@ -311,6 +317,8 @@ mod tests {
             (shifted('+'), Action::WeightUp),
             (key(Char('=')), Action::WeightUp),
             (key(Char('-')), Action::WeightDown),
+            (shifted('>'), Action::WeightUpTen),
+            (key(Char('<')), Action::WeightDownTen),
             (key(Char('f')), Action::ToggleDrain),
             (key(Char('b')), Action::ResetBreaker),
             (key(Char('h')), Action::CheckNow),

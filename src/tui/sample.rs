@@ -341,7 +341,7 @@ pub fn log_lines(scenario: Scenario) -> Vec<LogLine> {
     let mut lines = vec![
         LogLine::new(Level::INFO, "ccr::tui", "config: ~/.config/ccr/config.json (the user config)"),
         LogLine::new(Level::INFO, "ccr::tui", "listening on http://127.0.0.1:3456"),
-        LogLine::new(Level::INFO, "ccr::server::runtime", "reloaded ~/.config/ccr/config.json"),
+        LogLine::new(Level::INFO, "ccr::runtime", "reloaded ~/.config/ccr/config.json"),
         LogLine::new(Level::INFO, "ccr::balancer", "kiro-personal: weight 1 -> 2 (all rules)"),
     ];
     if scenario == Scenario::ProviderDown {

@@ -130,6 +130,39 @@ fn ellipsize(text: &str, width: usize) -> String {
     out
 }
 
+/// `12s`, `5m`, `3h`, `2d`: a duration in its largest whole unit.
+fn short_duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// What the operator wants to know of a healthy account: when its token expires, when its
+/// health and its credits were last checked.
+fn account_facts(view: &ProviderView, snapshot: &crate::snapshot::Snapshot) -> Option<String> {
+    let mut facts = Vec::new();
+    if let Some(at) = view.token.expires_at {
+        let left = (at - snapshot.taken_at).num_milliseconds();
+        facts.push(if left > 0 {
+            format!("token expires in {}", short_duration(left.unsigned_abs()))
+        } else {
+            "token expired (refreshed on the next request)".to_owned()
+        });
+    }
+    if let Some(at) = view.core.health.last_check_ms {
+        facts.push(format!("health checked {} ago", short_duration(snapshot.now_ms.saturating_sub(at))));
+    }
+    if let Some(u) = &view.core.usage {
+        let ago = (snapshot.taken_at - u.checked_at).num_milliseconds().max(0).unsigned_abs();
+        facts.push(format!("credits checked {} ago", short_duration(ago)));
+    }
+    (!facts.is_empty()).then(|| facts.join(" · "))
+}
+
 /// Draw the table in `area`. The bottom border says why the selected provider is not healthy.
 pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let providers = &app.snapshot().providers;
@@ -157,13 +190,20 @@ pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
     } else {
         theme::BORDER
     });
-    if let Some(view) = app.selected_provider()
-        && let Some(reason) = &view.status_reason
-    {
-        let (_, style) = theme::provider_status(view.status);
+    if let Some(view) = app.selected_provider() {
         let room = usize::from(area.width.saturating_sub(4));
-        let text = ellipsize(&format!(" {}: {reason} ", view.core.id), room);
-        block = block.title_bottom(Line::from(Span::styled(text, style)));
+        let line = match &view.status_reason {
+            Some(reason) => {
+                let (_, style) = theme::provider_status(view.status);
+                Some(Span::styled(ellipsize(&format!(" {}: {reason} ", view.core.id), room), style))
+            }
+            None => account_facts(view, app.snapshot()).map(|facts| {
+                Span::styled(ellipsize(&format!(" {}: {facts} ", view.core.id), room), theme::DIM)
+            }),
+        };
+        if let Some(line) = line {
+            block = block.title_bottom(Line::from(line));
+        }
     }
     let table = Table::new(rows, widths)
         .header(header)
@@ -272,5 +312,9 @@ mod tests {
         assert_eq!(tiny, [Column::Id, Column::Status, Column::Reason]);
         assert_eq!(ellipsize("codewhisperer-secondary", 10), "codewhisp…");
         assert_eq!(ellipsize("short", 10), "short");
+        assert_eq!(
+            [0, 59_999, 60_000, 3_599_999, 3_600_000, 86_400_000].map(short_duration),
+            ["0s", "59s", "1m", "59m", "1h", "1d"]
+        );
     }
 }
