@@ -149,6 +149,51 @@ async fn code_starts_an_instance_runs_claude_and_stop_stops_it() {
         .unwrap();
     assert_eq!(r.status(), 200, "the bearer key Claude Code sends is accepted");
 
+    // A Claude Code session that has had a turn: the statusline names its account, the credits
+    // left and the reset as `/sessions/{id}` tells them, and the rule that served it.
+    let r = http
+        .post(format!("{base}/v1/messages"))
+        .bearer_auth("sk-ccr-test")
+        .header("x-claude-code-session-id", "s-42")
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let session: serde_json::Value = http
+        .get(format!("{base}/sessions/s-42"))
+        .bearer_auth("sk-ccr-test")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // "hi" with no tools is a background turn; the config has only a default rule.
+    assert_eq!(
+        (session["provider"].as_str(), session["category"].as_str()),
+        (Some("solo"), Some("background"))
+    );
+    let health: serde_json::Value =
+        http.get(format!("{base}/health/providers")).send().await.unwrap().json().await.unwrap();
+    let usage = &health["providers"]["solo"]["usage"];
+    let limit = usage["limit"].as_f64().unwrap_or_else(|| panic!("usage in {health}"));
+    assert!(limit > 0.0, "{usage}");
+    let line = env.statusline(&keyed, r#"{"session_id":"s-42","model":{"id":"claude-sonnet-4-5"}}"#);
+    assert!(line.starts_with("ccr: solo · ") && line.ends_with(" · background\n"), "{line}");
+    assert!(line.contains(" credits left · reset in ") && line.contains('/'), "{line}");
+    let shown_limit: f64 = line
+        .split(" credits left")
+        .next()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert_eq!(shown_limit, limit.round(), "{line} vs {usage}");
+
     // A second `ccr code` (another config on the same address, no apiKey) reuses the instance
     // and hands Claude Code the placeholder key.
     let plain = env.config("plain", port, None);

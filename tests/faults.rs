@@ -69,6 +69,14 @@ async fn start_pair() -> Harness {
     start(pair()).await
 }
 
+/// [`pair`] with a first-byte timeout long enough for a token refresh and a retry on a loaded
+/// machine, for the tests that count attempts across a refresh.
+async fn start_patient_pair() -> Harness {
+    let mut provider = provider_json();
+    provider["firstByteTimeout"] = json!(10_000);
+    start(pair().provider_defaults(provider)).await
+}
+
 async fn start_solo() -> Harness {
     start(solo()).await
 }
@@ -401,7 +409,7 @@ async fn a_429_without_a_fallback_is_a_rate_limit_error_with_retry_after() {
 #[tokio::test]
 async fn a_403_refreshes_the_token_once_and_retries() {
     bounded(async {
-        let h = start_pair().await;
+        let h = start_patient_pair().await;
         h.upstreams[0].fail_next(1, ErrorKind::Forbidden403);
         let (out, provider_id, attempts) = request(&h, &turn("hello", true)).await;
         assert_eq!(out, Outcome::Complete);
@@ -417,7 +425,7 @@ async fn a_403_refreshes_the_token_once_and_retries() {
 #[tokio::test]
 async fn a_403_that_survives_the_refresh_fails_over_as_an_auth_failure() {
     bounded(async {
-        let h = start_pair().await;
+        let h = start_patient_pair().await;
         h.upstreams[0].fail_next(2, ErrorKind::Forbidden403);
         let (out, provider_id, attempts) = request(&h, &turn("hello", false)).await;
         assert_eq!(out, Outcome::Complete);
