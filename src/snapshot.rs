@@ -219,6 +219,9 @@ pub struct Snapshot {
     pub providers: Vec<ProviderView>,
     /// Rules in config order.
     pub rules: Vec<RuleView>,
+    /// Developers' keys (`server.keys`): limits and usage, names only.
+    #[serde(default)]
+    pub keys: crate::keys::KeysView,
 }
 
 impl Snapshot {
@@ -243,6 +246,7 @@ impl Snapshot {
             queue: QueueSnapshot { waiting: 0, max_queue: 0, timeout_ms: 0 },
             providers: Vec::new(),
             rules: Vec::new(),
+            keys: crate::keys::KeysView::default(),
         }
     }
 
@@ -469,6 +473,8 @@ pub(crate) struct Inputs<'a> {
     pub requests_total: u64,
     /// Now, on tokio's clock (for the request rate).
     pub now: Instant,
+    /// The developers' keys.
+    pub keys: crate::keys::KeysView,
 }
 
 impl SnapshotBuilder {
@@ -485,6 +491,7 @@ impl SnapshotBuilder {
             config_path,
             requests_total,
             now,
+            keys,
         } = inputs;
         let requests_per_sec = self.rate.lock().unwrap_or_else(|e| e.into_inner()).rate(now, requests_total);
         let histograms: Vec<LatencyHistogram> = {
@@ -552,6 +559,7 @@ impl SnapshotBuilder {
             queue: balancer.queue,
             providers,
             rules,
+            keys,
         }
     }
 }

@@ -32,6 +32,7 @@ mod snapshot;
 mod spec;
 mod state;
 mod strategy;
+mod tap;
 mod util;
 
 pub use account::{
@@ -56,6 +57,7 @@ pub use state::{
     DEFAULT_CATEGORY, DEFAULT_COOLDOWN, DEFAULT_QUOTA_BACKOFF, HALF_OPEN_RETRY, MAX_COOLDOWN, MIN_COOLDOWN,
 };
 pub use strategy::{Candidate, StrategyState, response_time_cost};
+pub use tap::{MeterTap, with_meter_tap};
 
 use command::Effect;
 use shared::{AcquireRequest, Acquired, Facts, PoolView, ProbeEnd, Publication, SharedPool};
@@ -291,6 +293,7 @@ impl Balancer {
                         queued: now - start,
                         first_byte: None,
                         done: false,
+                        tap: tap::Attached::current(),
                     });
                 }
                 Attempt::Fail(e) => return Err(e),
@@ -647,6 +650,8 @@ pub struct Lease {
     queued: Duration,
     first_byte: Option<Duration>,
     done: bool,
+    /// Who else hears the answer's metering (see [`with_meter_tap`]).
+    tap: Option<tap::Attached>,
 }
 
 impl Lease {
@@ -679,6 +684,9 @@ impl Lease {
     /// Reports credits an answer's `meteringEvent` said it cost.
     pub fn metered(&self, credits: f64) {
         self.balancer.record_metering(&self.picked.provider, credits);
+        if let Some(tap) = &self.tap {
+            tap.call(&self.picked.provider, &self.category, credits);
+        }
     }
 
     /// Whether this request is its provider's half-open breaker probe.

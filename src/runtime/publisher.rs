@@ -57,6 +57,7 @@ impl Runtime {
             config_path: self.source.label(),
             requests_total: self.requests_total.load(Ordering::Relaxed),
             now: Instant::now(),
+            keys: self.keys.view(),
         })
     }
 
