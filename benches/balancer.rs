@@ -1,9 +1,12 @@
 //! Per-operation costs of routing (design §11): provider selection per strategy (pick + lease
 //! end, the two lock sections every request pays), and classification, including the token
-//! estimate of a 1 MB Claude Code request.
+//! estimate of a 1 MB Claude Code request. `shared_pick` compares one pick with the state in
+//! memory and with the state shared through a local `redis-server` (docs/shared-state.md; the
+//! Redis row is skipped when `redis-server` is not installed).
 //!
 //! ```sh
 //! cargo bench --bench balancer
+//! cargo bench --bench balancer -- shared_pick
 //! ```
 
 #[path = "support/shapes.rs"]
@@ -157,5 +160,54 @@ fn affinity(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, selection, affinity, classification);
+/// One sticky pick + lease end (a conversation turn) with the state in memory and shared through
+/// a local `redis-server` on a unix socket: the Redis row is the one scripted round trip a pick
+/// pays (binding, shared exclusions, pool-wide lease) plus the lease's release.
+fn shared_pick(c: &mut Criterion) {
+    use ccr::config::StateSettings;
+    use ccr::demo::redis::RedisServer;
+    use ccr::state::SharedState;
+
+    let mut group = c.benchmark_group("shared_pick");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let sessions: Vec<String> = (0..1000).map(|i| format!("session-{i:04}")).collect();
+    let redis = if RedisServer::available() { RedisServer::start().ok() } else { None };
+    let mut backends = vec![("memory", balancer(10), None)];
+    if let Some(server) = &redis {
+        let settings = StateSettings {
+            backend: "redis".into(),
+            url: Some(server.url()),
+            key_prefix: "bench:".into(),
+            timeout: 1000,
+            lease_ttl: 30_000,
+        };
+        let state = SharedState::from_settings(&settings);
+        let b = balancer(10);
+        state.attach_balancer(&b);
+        let link = state.redis().expect("redis backend").clone();
+        assert!(rt.block_on(link.ping()), "redis-server answers");
+        backends.push(("redis", b, Some(state)));
+    } else {
+        eprintln!("shared_pick: redis-server not found; only the memory row runs");
+    }
+    for (name, b, _state) in &backends {
+        let mut i = 0usize;
+        group.bench_function(BenchmarkId::new("sticky_turn", name), |bench| {
+            bench.iter(|| {
+                i = (i + 7) % sessions.len();
+                let place = Placement { session: Some(&sessions[i]), model: None };
+                rt.block_on(async {
+                    let lease = b.select_for(black_box("background"), &[], place).await.expect("a provider");
+                    lease.success(Duration::from_millis(20));
+                    // Let the spawned release reach Redis, as it does in a running instance.
+                    tokio::task::yield_now().await;
+                })
+            })
+        });
+    }
+    group.finish();
+    drop(redis);
+}
+
+criterion_group!(benches, selection, affinity, classification, shared_pick);
 criterion_main!(benches);

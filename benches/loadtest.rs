@@ -30,6 +30,11 @@
 //!    and prints requests/s, p50 / p99 latency (time to last byte; for streaming also time to
 //!    first byte) and the ratios ccr / direct (and bare / direct).
 //!
+//! With `redis-server` installed, a fourth path **redis** is a second ccr child with the same
+//! config plus `"state": {"backend": "redis"}` against a private `redis-server` (unix socket):
+//! its row and the `redis/c` ratio (redis ÷ ccr, same run) are the cost of the shared state
+//! (docs/shared-state.md).
+//!
 //! The paths alternate (several rounds each, the order rotating) so that the noise of a shared
 //! machine falls on all of them. The client, the sim, the forwarder and ccr share the machine's
 //! cores: at concurrency 32 the ratio includes ccr's CPU taken from the client and the sim.
@@ -317,16 +322,28 @@ enum Route {
     Direct,
     Bare,
     Ccr,
+    /// ccr with its state shared through Redis.
+    CcrRedis,
 }
 
 impl Route {
     const ALL: [Route; 3] = [Route::Direct, Route::Bare, Route::Ccr];
+
+    /// The paths of a run: the Redis one when a `redis-server` is there.
+    fn of(target: &Target) -> Vec<Route> {
+        let mut routes = Route::ALL.to_vec();
+        if target.redis_url.is_some() {
+            routes.push(Route::CcrRedis);
+        }
+        routes
+    }
 
     fn label(self) -> &'static str {
         match self {
             Route::Direct => "direct",
             Route::Bare => "bare",
             Route::Ccr => "ccr",
+            Route::CcrRedis => "redis",
         }
     }
 }
@@ -352,6 +369,8 @@ struct Target {
     direct_url: String,
     bare_url: String,
     ccr_url: String,
+    /// The ccr sharing its state through Redis, when `redis-server` is installed.
+    redis_url: Option<String>,
     bearer: String,
 }
 
@@ -388,9 +407,13 @@ async fn one_request(target: &Target, path: Route, mode: Mode, body: &Body) -> R
             .bearer_auth(&target.bearer)
             .header("content-type", "application/json")
             .body(body.kiro.clone()),
-        Route::Ccr => target
+        Route::Ccr | Route::CcrRedis => target
             .http
-            .post(&target.ccr_url)
+            .post(if path == Route::Ccr {
+                &target.ccr_url
+            } else {
+                target.redis_url.as_deref().unwrap_or_default()
+            })
             .header("content-type", "application/json")
             .header("x-api-key", "loadtest")
             .header("anthropic-version", "2023-06-01")
@@ -420,8 +443,10 @@ async fn one_request(target: &Target, path: Route, mode: Mode, body: &Body) -> R
     let tail = String::from_utf8_lossy(&tail);
     let complete = match (path, mode) {
         (Route::Direct | Route::Bare, _) => tail.contains("contextUsagePercentage"),
-        (Route::Ccr, Mode::Streaming) => tail.contains("message_stop"),
-        (Route::Ccr, Mode::NonStreaming) => tail.contains("\"usage\"") || tail.ends_with('}'),
+        (Route::Ccr | Route::CcrRedis, Mode::Streaming) => tail.contains("message_stop"),
+        (Route::Ccr | Route::CcrRedis, Mode::NonStreaming) => {
+            tail.contains("\"usage\"") || tail.ends_with('}')
+        }
     };
     if !complete {
         return Err(format!("incomplete answer, ends with {tail:?}"));
@@ -525,6 +550,7 @@ struct Row {
     direct: Figures,
     bare: Figures,
     ccr: Figures,
+    redis: Option<Figures>,
 }
 
 async fn measure_cell(
@@ -534,26 +560,27 @@ async fn measure_cell(
     concurrency: usize,
     plan: &Plan,
 ) -> Row {
-    for path in Route::ALL {
+    let routes = Route::of(target);
+    for &path in &routes {
         slice(target, body, path, mode, concurrency, plan.warmup).await;
     }
-    let mut tallies = [Tally::default(), Tally::default(), Tally::default()];
+    let mut tallies: Vec<Tally> = routes.iter().map(|_| Tally::default()).collect();
     for round in 0..plan.rounds {
         // Rotate which path goes first, so a slow-down in time does not favour one.
-        for k in 0..Route::ALL.len() {
-            let i = (round + k) % Route::ALL.len();
-            let t = slice(target, body, Route::ALL[i], mode, concurrency, plan.slice).await;
+        for k in 0..routes.len() {
+            let i = (round + k) % routes.len();
+            let t = slice(target, body, routes[i], mode, concurrency, plan.slice).await;
             tallies[i].merge(t);
         }
     }
-    let [direct, bare, ccr] = tallies;
     Row {
         body: body.label.clone(),
         mode,
         concurrency,
-        direct: Figures::from(&direct),
-        bare: Figures::from(&bare),
-        ccr: Figures::from(&ccr),
+        direct: Figures::from(&tallies[0]),
+        bare: Figures::from(&tallies[1]),
+        ccr: Figures::from(&tallies[2]),
+        redis: tallies.get(3).map(Figures::from),
     }
 }
 
@@ -636,12 +663,33 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
         reqwest::Client::builder().no_proxy().tcp_nodelay(true).pool_max_idle_per_host(1024).build()?;
     let ccr = start_ccr(&pool, &http).await?;
     let bare = start_bare(pool.dir(), &sim, &http).await?;
+    // The same ccr with its state shared through a private redis-server, when there is one.
+    let redis_server = if ccr::demo::redis::RedisServer::available() {
+        Some(ccr::demo::redis::RedisServer::start()?)
+    } else {
+        println!("redis-server not found: no redis row");
+        None
+    };
+    let ccr_redis = match &redis_server {
+        Some(server) => {
+            let mut config = pool.config.clone();
+            config["state"] = json!({"backend": "redis", "url": server.url(), "keyPrefix": "loadtest:"});
+            let path = pool.dir().join("config-redis.json");
+            std::fs::write(&path, serde_json::to_string_pretty(&config)?)?;
+            let port = free_port()?;
+            let mut command = Command::new(env!("CARGO_BIN_EXE_ccr"));
+            command.args(["start", "--config"]).arg(&path).args(["--port", &port.to_string()]);
+            Some(ChildProcess::spawn(command, port, pool.dir().join("ccr-redis.log"), &http).await?)
+        }
+        None => None,
+    };
     let credentials = sim.issue_credentials(Duration::from_secs(4 * 3600));
     let target = Arc::new(Target {
         http,
         direct_url: format!("{}/generateAssistantResponse", sim.base_url()),
         bare_url: format!("{}/generateAssistantResponse", bare.base_url),
         ccr_url: format!("{}/v1/messages?beta=true", ccr.base_url),
+        redis_url: ccr_redis.as_ref().map(|c| format!("{}/v1/messages?beta=true", c.base_url)),
         bearer: credentials.access_token.clone(),
     });
 
@@ -709,9 +757,13 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
     println!("  bare forwarder idle (same stack, no features) VmRSS {}", mib(bare_idle_rss));
     println!();
     print_targets(&rows, idle_rss, (!plan.skip_memory).then_some(streams_hwm));
-    let failures: u64 =
-        rows.iter().map(|r| r.direct.failures + r.bare.failures + r.ccr.failures).sum::<u64>()
-            + stream_failures;
+    let failures: u64 = rows
+        .iter()
+        .map(|r| {
+            r.direct.failures + r.bare.failures + r.ccr.failures + r.redis.as_ref().map_or(0, |f| f.failures)
+        })
+        .sum::<u64>()
+        + stream_failures;
     println!("\nfailed requests: {failures}; run took {:.0} s", started.elapsed().as_secs_f64());
     let log = std::fs::read_to_string(&ccr.log).unwrap_or_default();
     let warnings = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count();
@@ -719,6 +771,8 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
         println!("ccr logged {warnings} warnings/errors; last lines:\n{}", ccr.log_tail());
     }
     drop(ccr);
+    drop(ccr_redis);
+    drop(redis_server);
     drop(bare);
     sim.shutdown().await;
     if failures > 0 {
@@ -752,6 +806,9 @@ fn print_row(row: &Row, header: bool) {
     line(Route::Direct, &row.direct);
     line(Route::Bare, &row.bare);
     line(Route::Ccr, &row.ccr);
+    if let Some(redis) = &row.redis {
+        line(Route::CcrRedis, redis);
+    }
     let ratio = |name: &str, x: &Figures, d: &Figures| {
         println!(
             "{:<22} {:<10} {:>3}  {:<6} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}   +{:.3} ms p50",
@@ -769,6 +826,9 @@ fn print_row(row: &Row, header: bool) {
     };
     ratio("bare/d", &row.bare, &row.direct);
     ratio("ccr/d", &row.ccr, &row.direct);
+    if let Some(redis) = &row.redis {
+        ratio("redis/c", redis, &row.ccr);
+    }
 }
 
 /// The issue's targets, each with the measured figure, whether it was met, and the floor the

@@ -39,10 +39,16 @@ fn main() -> ExitCode {
         app.apply(Action::ToggleHelp);
         app
     };
-    let screens: [(&str, App); 3] = [
+    let keys = || {
+        let mut app = sample::app(Scenario::Normal).0;
+        app.apply(Action::ToggleKeys);
+        app
+    };
+    let screens: [(&str, App); 4] = [
         ("normal", sample::app(Scenario::Normal).0),
         ("provider-down", sample::app(Scenario::ProviderDown).0),
         ("help", help()),
+        ("keys", keys()),
     ];
     let converter = png_converter();
     for (name, app) in screens {

@@ -1,4 +1,4 @@
-//! The command line: `ccr start | tui | demo | check | status | accounts | code | stop | statusline`.
+//! The command line: `ccr start | tui | demo | check | status | accounts | keys | code | stop | statusline`.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -35,6 +35,9 @@ pub enum Command {
     /// Add, list and remove Kiro accounts (import a Kiro token file, or log in with Builder ID).
     #[command(subcommand)]
     Accounts(crate::accounts::args::AccountsCommand),
+    /// Developers' keys: add (prints the key once, stores its hash), list (limits and usage), remove.
+    #[command(subcommand)]
+    Keys(crate::keys::args::KeysCommand),
     /// Run Claude Code through ccr, starting an instance in the background when none answers.
     Code(CodeArgs),
     /// Stop the background instance `ccr code` started for this config.

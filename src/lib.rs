@@ -21,6 +21,9 @@
 //! - [`demo`]: simulated CodeWhisperer upstreams and a traffic generator.
 //! - [`state`]: where the pool's shared state lives: memory, or Redis for several instances.
 //! - [`accounts`]: `ccr accounts import|login|list|remove` (token files and config edits).
+//! - [`keys`]: developers' keys: authentication, credit budgets, rate and concurrency limits,
+//!   usage by developer (`server.keys`).
+//! - [`keys_cli`]: `ccr keys add|list|remove`.
 //! - [`integration`]: Claude Code integration: `ccr code`, `ccr stop`, `ccr statusline`.
 //! - [`memory`]: giving memory back to the OS after a burst (the allocator's background purge).
 
@@ -38,6 +41,8 @@ pub mod demo;
 pub mod firstrun;
 pub mod fsio;
 pub mod integration;
+pub mod keys;
+pub mod keys_cli;
 pub mod memory;
 pub mod providers;
 #[warn(unreachable_pub)]

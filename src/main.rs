@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo(args),
         Command::Status(args) => ccr::status::run(&args),
         Command::Accounts(command) => ccr::accounts::run(&command),
+        Command::Keys(command) => ccr::keys_cli::run(&command),
         Command::Code(args) => ccr::integration::code::run(&args),
         Command::Stop(args) => ccr::integration::code::stop(&args),
         Command::Statusline(args) => ccr::integration::statusline::run(&args),

@@ -184,6 +184,9 @@ pub struct RuleView {
 pub struct Snapshot {
     /// Build counter: higher is newer.
     pub seq: u64,
+    /// Where the pool's shared state lives, and whether it is reachable.
+    #[serde(default)]
+    pub state: crate::state::StateStatus,
     /// The balancer's change counter at the time.
     pub balancer_version: u64,
     /// When it was built.
@@ -216,6 +219,9 @@ pub struct Snapshot {
     pub providers: Vec<ProviderView>,
     /// Rules in config order.
     pub rules: Vec<RuleView>,
+    /// Developers' keys (`server.keys`): limits and usage, names only.
+    #[serde(default)]
+    pub keys: crate::keys::KeysView,
 }
 
 impl Snapshot {
@@ -223,6 +229,7 @@ impl Snapshot {
     pub fn empty() -> Snapshot {
         Snapshot {
             seq: 0,
+            state: Default::default(),
             balancer_version: 0,
             taken_at: DateTime::<Utc>::UNIX_EPOCH,
             now_ms: 0,
@@ -239,6 +246,7 @@ impl Snapshot {
             queue: QueueSnapshot { waiting: 0, max_queue: 0, timeout_ms: 0 },
             providers: Vec::new(),
             rules: Vec::new(),
+            keys: crate::keys::KeysView::default(),
         }
     }
 
@@ -447,6 +455,8 @@ pub(crate) struct SnapshotBuilder {
 pub(crate) struct Inputs<'a> {
     /// The balancer's state.
     pub balancer: BalancerSnapshot,
+    /// The shared-state backend's status.
+    pub state: crate::state::StateStatus,
     /// The config in force.
     pub config: &'a Config,
     /// Each provider's token status, by provider id.
@@ -463,13 +473,26 @@ pub(crate) struct Inputs<'a> {
     pub requests_total: u64,
     /// Now, on tokio's clock (for the request rate).
     pub now: Instant,
+    /// The developers' keys.
+    pub keys: crate::keys::KeysView,
 }
 
 impl SnapshotBuilder {
     /// Build a snapshot of `inputs`.
     pub(crate) fn build(&self, inputs: Inputs<'_>) -> Snapshot {
-        let Inputs { balancer, config, token, reload, started_at, listen, config_path, requests_total, now } =
-            inputs;
+        let Inputs {
+            balancer,
+            state,
+            config,
+            token,
+            reload,
+            started_at,
+            listen,
+            config_path,
+            requests_total,
+            now,
+            keys,
+        } = inputs;
         let requests_per_sec = self.rate.lock().unwrap_or_else(|e| e.into_inner()).rate(now, requests_total);
         let histograms: Vec<LatencyHistogram> = {
             let mut feeds = self.histograms.lock().unwrap_or_else(|e| e.into_inner());
@@ -519,6 +542,7 @@ impl SnapshotBuilder {
             .collect();
         Snapshot {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            state,
             balancer_version: balancer.version,
             taken_at: Utc::now(),
             now_ms,
@@ -535,6 +559,7 @@ impl SnapshotBuilder {
             queue: balancer.queue,
             providers,
             rules,
+            keys,
         }
     }
 }

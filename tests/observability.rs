@@ -165,7 +165,8 @@ async fn every_endpoint_answers_in_its_shape() {
 
     let (status, health) = ccr.get("/health").await;
     assert_eq!(status, 200, "{health}");
-    assert_eq!(keys(&health), ["status", "providers", "uptimeMs", "config"]);
+    assert_eq!(keys(&health), ["status", "providers", "uptimeMs", "config", "state"]);
+    assert_eq!(health["state"], serde_json::json!({"backend": "memory"}));
     assert_eq!(health["status"], "ok");
     assert_eq!(health["providers"], json!({"total": 2, "available": 2}));
     assert_eq!(keys(&health["config"]), ["ok", "at", "message"]);

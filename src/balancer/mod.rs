@@ -27,10 +27,12 @@ mod command;
 mod credits;
 mod ewma;
 mod health;
+pub mod shared;
 mod snapshot;
 mod spec;
 mod state;
 mod strategy;
+mod tap;
 mod util;
 
 pub use account::{
@@ -55,12 +57,14 @@ pub use state::{
     DEFAULT_CATEGORY, DEFAULT_COOLDOWN, DEFAULT_QUOTA_BACKOFF, HALF_OPEN_RETRY, MAX_COOLDOWN, MIN_COOLDOWN,
 };
 pub use strategy::{Candidate, StrategyState, response_time_cost};
+pub use tap::{MeterTap, with_meter_tap};
 
 use command::Effect;
+use shared::{AcquireRequest, Acquired, Facts, PoolView, ProbeEnd, Publication, SharedPool};
 use state::{Attempt, Outcome, Picked, State};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -165,7 +169,15 @@ pub struct Balancer {
     usage_wake: Notify,
     started: Instant,
     started_at_unix_ms: u64,
+    /// The store shared with the other instances of the pool, if any (see [`shared`]).
+    shared: RwLock<Option<Arc<dyn SharedPool>>>,
+    /// The facts last published per provider.
+    published: Mutex<HashMap<String, Facts>>,
 }
+
+/// Refusals by the shared pool (binding elsewhere, exclusion) after which a pick goes on with the
+/// local decision: a pool that keeps contradicting itself must not stall a request.
+const MAX_POOL_REFUSALS: u32 = 4;
 
 impl Balancer {
     /// A balancer for `spec`, with fresh state.
@@ -183,6 +195,8 @@ impl Balancer {
             usage_wake: Notify::new(),
             started: now,
             started_at_unix_ms,
+            shared: RwLock::new(None),
+            published: Mutex::new(HashMap::new()),
         })
     }
 
@@ -218,6 +232,7 @@ impl Balancer {
         let mut deadline: Option<Instant> = None;
         let mut slot: Option<QueueSlot<'_>> = None;
         let mut patience = true;
+        let mut refusals = 0;
         loop {
             // Register for a release before looking, so one that happens in between is not missed.
             let released = self.released.notified();
@@ -241,10 +256,35 @@ impl Balancer {
                 attempt
             };
             match attempt {
-                Attempt::Picked(picked) => {
+                Attempt::Picked(mut picked) => {
+                    let (ticket, pool_probe) = match self.shared_pool() {
+                        None => (None, false),
+                        Some(pool) => match pool.acquire(acquire_request(&picked, place.session)).await {
+                            Acquired::Granted { ticket, probe, kept } => {
+                                if kept && picked.affinity == Some(Affinity::New) {
+                                    // New here, but the pool had it bound to this account.
+                                    picked.affinity = Some(Affinity::Kept);
+                                }
+                                (Some(ticket), probe)
+                            }
+                            Acquired::Local => (None, false),
+                            refusal => {
+                                let counts = !matches!(refusal, Acquired::Full { .. });
+                                if counts && refusals >= MAX_POOL_REFUSALS {
+                                    (None, false)
+                                } else {
+                                    refusals += u32::from(counts);
+                                    self.refused(&picked, category, place.session, refusal);
+                                    continue;
+                                }
+                            }
+                        },
+                    };
                     drop(slot);
                     self.bump();
                     return Ok(Lease {
+                        ticket,
+                        pool_probe,
                         balancer: Arc::clone(self),
                         picked,
                         category: category.to_owned(),
@@ -253,6 +293,7 @@ impl Balancer {
                         queued: now - start,
                         first_byte: None,
                         done: false,
+                        tap: tap::Attached::current(),
                     });
                 }
                 Attempt::Fail(e) => return Err(e),
@@ -271,6 +312,91 @@ impl Balancer {
                     let _ = tokio::time::timeout_at(deadline, released).await;
                 }
             }
+        }
+    }
+
+    fn shared_pool(&self) -> Option<Arc<dyn SharedPool>> {
+        self.shared.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Shares this balancer's pool with other instances through `pool`.
+    pub fn set_shared(&self, pool: Arc<dyn SharedPool>) {
+        *self.shared.write().unwrap_or_else(|e| e.into_inner()) = Some(pool);
+        self.published.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.publish_changes();
+    }
+
+    /// Every configured provider id.
+    pub fn provider_ids(&self) -> Vec<String> {
+        self.lock().providers.iter().map(|p| p.spec.id.clone()).collect()
+    }
+
+    /// Sets what the pool's other instances know about provider `id`, as read from the shared
+    /// store at `read_at` (the store's sync). A view a pick learnt after `read_at` is newer and
+    /// kept.
+    pub fn set_pool_view(&self, id: &str, view: PoolView, read_at: Instant) {
+        let mut st = self.lock();
+        let Some(p) = st.provider_mut(id) else { return };
+        if p.pool == view || p.pool_learnt.is_some_and(|t| t > read_at) {
+            return;
+        }
+        p.pool = view;
+        drop(st);
+        self.bump();
+        // A lease given back or an exclusion lifted elsewhere: queued picks look again.
+        self.released.notify_waiters();
+    }
+
+    /// Publishes all facts again on the next change (the shared store lost its data).
+    pub fn republish(&self) {
+        self.published.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.publish_changes();
+    }
+
+    /// Hands the providers' changed local facts to the shared pool, if any.
+    fn publish_changes(&self) {
+        let Some(pool) = self.shared_pool() else { return };
+        let now = Instant::now();
+        let facts: Vec<(String, Facts)> =
+            self.lock().providers.iter().map(|p| (p.spec.id.clone(), p.facts(now))).collect();
+        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, after) in facts {
+            let before = published.get(&id).cloned().unwrap_or_default();
+            if before == after {
+                continue;
+            }
+            let publication = Publication::diff(&id, &before, &after, now);
+            published.insert(id, after);
+            if !publication.is_empty() {
+                pool.publish(publication);
+            }
+        }
+    }
+
+    /// Applies the shared pool's refusal of `picked` and takes the local pick back.
+    fn refused(&self, picked: &state::Picked, category: &str, session: Option<&str>, refusal: Acquired) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.unpick(picked, category);
+        match refusal {
+            Acquired::Bound(account) => {
+                if let Some(s) = session {
+                    st.sessions.bind(s, &picked.rule, category, &account, false, now);
+                }
+            }
+            Acquired::Excluded(view) => {
+                if let Some(p) = st.provider_mut(&picked.provider) {
+                    p.pool = PoolView { others_in_flight: p.pool.others_in_flight, ..view };
+                    p.pool_learnt = Some(now);
+                }
+            }
+            Acquired::Full { others } => {
+                if let Some(p) = st.provider_mut(&picked.provider) {
+                    p.pool.others_in_flight = others.saturating_sub(p.in_flight);
+                    p.pool_learnt = Some(now);
+                }
+            }
+            Acquired::Granted { .. } | Acquired::Local => {}
         }
     }
 
@@ -310,7 +436,24 @@ impl Balancer {
     /// Applies an operator command: the one path for the dashboard and the admin API. Returns a
     /// one-line description of what changed.
     pub fn apply(&self, cmd: Command) -> Result<String, CommandError> {
+        let explicit = match &cmd {
+            Command::ResetBreaker(id) => Some(Publication::reset(id)),
+            Command::Undrain(id) => {
+                Some(Publication { provider: id.clone(), drained: Some(false), ..Publication::default() })
+            }
+            _ => None,
+        };
         let (message, effect) = self.lock().apply(cmd, Instant::now())?;
+        if let Some(publication) = explicit {
+            // The operator's word clears what the pool knows too, here and for the others.
+            if let Some(p) = self.lock().provider_mut(&publication.provider) {
+                p.pool = PoolView { others_in_flight: p.pool.others_in_flight, ..PoolView::default() };
+            }
+            if let Some(pool) = self.shared_pool() {
+                pool.publish(publication);
+            }
+        }
+        self.publish_changes();
         self.bump();
         match effect {
             Effect::None => {}
@@ -350,6 +493,7 @@ impl Balancer {
     /// Records a usage check's result (see the usage poller).
     pub fn record_usage(&self, id: &str, result: Result<crate::usage::UsageReport, UsageProblem>) {
         if self.lock().record_usage(id, result, Instant::now()) {
+            self.publish_changes();
             self.bump();
             self.released.notify_waiters();
         }
@@ -433,6 +577,12 @@ impl Balancer {
     }
 
     fn finish_lease(&self, lease: &Lease, outcome: Outcome) {
+        // For a pool probe: true = succeeded, false = failed against the breaker, None = neither.
+        let outcome_kind = match &outcome {
+            Outcome::Success { .. } => Some(true),
+            Outcome::Failure { kind, .. } if kind.counts_against_breaker() => Some(false),
+            _ => None,
+        };
         let now = Instant::now();
         let mut st = self.lock();
         st.finish(
@@ -446,7 +596,20 @@ impl Balancer {
             now,
         );
         let wake_usage = !st.usage_check_now.is_empty();
+        let reopen =
+            st.provider(&lease.picked.provider).and_then(|p| p.spec.breaker).map(|b| b.reset_timeout);
         drop(st);
+        if let (Some(ticket), Some(pool)) = (lease.ticket, self.shared_pool()) {
+            // The pool's half-open probe decides the breaker for every instance.
+            let probe = match (lease.pool_probe, outcome_kind, reopen) {
+                (false, _, _) => ProbeEnd::NotProbe,
+                (true, Some(true), _) => ProbeEnd::Closed,
+                (true, Some(false), Some(reset)) => ProbeEnd::Reopen(reset),
+                (true, _, _) => ProbeEnd::Abandoned,
+            };
+            pool.release(&lease.picked.provider, ticket, probe);
+        }
+        self.publish_changes();
         if wake_usage {
             self.usage_wake.notify_one();
         }
@@ -477,12 +640,18 @@ impl Drop for QueueSlot<'_> {
 pub struct Lease {
     balancer: Arc<Balancer>,
     picked: Picked,
+    /// The shared pool's lease, given back when this one ends.
+    ticket: Option<u64>,
+    /// This request is the pool's one half-open probe of the account.
+    pool_probe: bool,
     category: String,
     attempt: usize,
     started: Instant,
     queued: Duration,
     first_byte: Option<Duration>,
     done: bool,
+    /// Who else hears the answer's metering (see [`with_meter_tap`]).
+    tap: Option<tap::Attached>,
 }
 
 impl Lease {
@@ -515,6 +684,9 @@ impl Lease {
     /// Reports credits an answer's `meteringEvent` said it cost.
     pub fn metered(&self, credits: f64) {
         self.balancer.record_metering(&self.picked.provider, credits);
+        if let Some(tap) = &self.tap {
+            tap.call(&self.picked.provider, &self.category, credits);
+        }
     }
 
     /// Whether this request is its provider's half-open breaker probe.
@@ -596,3 +768,14 @@ impl Drop for Lease {
 
 #[cfg(test)]
 mod tests;
+
+/// The shared pool's question about a local pick.
+fn acquire_request(picked: &Picked, session: Option<&str>) -> AcquireRequest {
+    AcquireRequest {
+        provider: picked.provider.clone(),
+        cap: picked.cap,
+        session: picked.sticky.and(session).map(|s| (s.to_owned(), picked.rule.clone())),
+        previous: picked.previous.clone(),
+        sticky_ttl: picked.sticky.unwrap_or_default(),
+    }
+}

@@ -5,8 +5,9 @@
 
 use super::account::{AccountState, Usage, UsageProblem, until_wall};
 use super::affinity::{Affinity, DEFAULT_STICKY_TTL, Sessions};
-use super::breaker::{Admission, Breaker};
+use super::breaker::{Admission, Breaker, BreakerState};
 use super::ewma::PeakEwma;
+use super::shared::{Facts, PoolView};
 use super::snapshot::{BlockReason, Counters, HealthStatus, SampleSource};
 use super::spec::{BalancerSpec, ProviderSpec, RuleSpec, StrategyKind};
 use super::strategy::{Candidate, StrategyState};
@@ -160,6 +161,10 @@ pub(crate) struct ProviderState {
     pub samples: VecDeque<Sample>,
     /// Credits, tier, model list, suspension, login.
     pub account: AccountState,
+    /// What the other instances of a shared pool know about this account (empty alone).
+    pub pool: PoolView,
+    /// When a pick learnt `pool` from the store directly: a sync read before then is older.
+    pub pool_learnt: Option<Instant>,
 }
 
 impl ProviderState {
@@ -180,6 +185,24 @@ impl ProviderState {
             last_error: None,
             samples: VecDeque::new(),
             account: AccountState::default(),
+            pool: PoolView::default(),
+            pool_learnt: None,
+        }
+    }
+
+    /// This instance's own facts about the account, for publication to a shared pool.
+    pub fn facts(&self, now: Instant) -> Facts {
+        let open_until = self.breaker.as_ref().and_then(|b| match b.current_state() {
+            BreakerState::Closed => None,
+            _ => b.opened_at().map(|t| later(t, b.params().reset_timeout)),
+        });
+        Facts {
+            cooling_until: self.cooldown_until.filter(|t| *t > now),
+            quota_until: self.quota_until.filter(|t| *t > now),
+            suspended: self.account.suspended.is_some(),
+            needs_login: self.account.needs_login.is_some(),
+            drained: self.drained,
+            open_until,
         }
     }
 
@@ -200,15 +223,25 @@ impl ProviderState {
             Some(Admission::Reject { retry_at }) => Some(retry_at),
             _ => None,
         };
+        // The pool's view (other instances of a shared pool) adds to this instance's own.
+        let pool = &mut self.pool;
+        for t in [&mut pool.cooling_until, &mut pool.quota_until, &mut pool.open_until] {
+            if t.is_some_and(|t| t <= now) {
+                *t = None;
+            }
+        }
+        let later_of = |a: Option<Instant>, b: Option<Instant>| a.max(b);
+        let breaker = breaker.or(pool.open_until.map(Some));
+        let in_flight = self.in_flight.saturating_add(pool.others_in_flight);
         Blocks {
-            drained: self.drained,
-            cooling_until: self.cooldown_until,
-            quota_until: self.quota_until,
+            drained: self.drained || pool.drained,
+            cooling_until: later_of(self.cooldown_until, pool.cooling_until),
+            quota_until: later_of(self.quota_until, pool.quota_until),
             breaker,
             unhealthy: self.health.status == HealthStatus::Unhealthy,
-            at_capacity: self.spec.max_concurrent > 0 && self.in_flight >= self.spec.max_concurrent,
-            suspended: self.account.suspended.is_some(),
-            needs_login: self.account.needs_login.is_some(),
+            at_capacity: self.spec.max_concurrent > 0 && in_flight >= self.spec.max_concurrent,
+            suspended: self.account.suspended.is_some() || pool.suspended,
+            needs_login: self.account.needs_login.is_some() || pool.needs_login,
             model_not_served: !self.account.serves(model),
             below_reserve: self.account.below_reserve(self.spec.usage.map_or(0.0, |u| u.reserve)),
         }
@@ -276,6 +309,12 @@ pub(crate) struct Picked {
     pub health_override: bool,
     /// What happened to the conversation's binding (none without a session key or stickiness).
     pub affinity: Option<Affinity>,
+    /// The account the conversation was bound to before this pick (sticky rules only).
+    pub previous: Option<String>,
+    /// The rule's binding lifetime, when the conversation is bound by this pick.
+    pub sticky: Option<Duration>,
+    /// The provider's concurrency cap (0: none).
+    pub cap: u32,
 }
 
 /// Result of one synchronous selection attempt.
@@ -445,10 +484,10 @@ impl State {
         // the first provider cannot serve (conversations go back to it).
         let session =
             place.session.filter(|_| rule.spec.sticky && rule.spec.strategy != StrategyKind::Single);
-        let bound_pos = session.and_then(|s| {
-            let bound = sessions.bound_to(s, &rule.spec.category, rule.spec.sticky_ttl, now)?;
-            rule.candidates.iter().position(|c| c == bound)
-        });
+        let previous = session
+            .and_then(|s| sessions.bound_to(s, &rule.spec.category, rule.spec.sticky_ttl, now))
+            .map(str::to_owned);
+        let bound_pos = previous.as_ref().and_then(|bound| rule.candidates.iter().position(|c| c == bound));
         let mut affinity = session.map(|_| if bound_pos.is_some() { Affinity::Moved } else { Affinity::New });
         let kept = bound_pos.filter(|&i| usable[i]);
         if kept.is_none()
@@ -519,7 +558,27 @@ impl State {
             probe,
             health_override,
             affinity,
+            previous,
+            sticky: session.map(|_| rule.spec.sticky_ttl),
+            cap: p.spec.max_concurrent,
         })
+    }
+
+    /// Takes back a pick the shared pool refused: the in-flight slot, the request count, the
+    /// rule's pick count and a half-open probe slot.
+    pub fn unpick(&mut self, picked: &Picked, category: &str) {
+        if let Some(rule) = self.rule_pos(category).and_then(|i| self.rules.get_mut(i))
+            && let Some(pos) = rule.candidates.iter().position(|c| *c == picked.provider)
+            && let Some(n) = rule.picks.get_mut(pos)
+        {
+            *n = n.saturating_sub(1);
+        }
+        let Some(p) = self.incarnation_mut(&picked.provider, picked.uid) else { return };
+        p.in_flight = p.in_flight.saturating_sub(1);
+        p.count(category, |c| c.requests = c.requests.saturating_sub(1));
+        if let Some(b) = p.breaker.as_mut() {
+            b.on_neutral(picked.probe);
+        }
     }
 
     /// Records a lease's first upstream byte: feeds the latency estimate and decides a probe.

@@ -42,6 +42,17 @@ impl Config {
             }
         )
         .ok();
+        if self.state.is_redis() {
+            writeln!(
+                out,
+                "state: redis {}   key prefix {:?}   timeout {} ms   leases {} ms (shared with every instance using them)",
+                self.state.shown_url().unwrap_or_default(),
+                self.state.key_prefix,
+                self.state.timeout,
+                self.state.lease_ttl
+            )
+            .ok();
+        }
 
         writeln!(out, "\nRouting").ok();
         let rows: Vec<[String; 5]> = Category::ALL
@@ -170,6 +181,18 @@ fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N
 #[cfg(test)]
 mod tests {
     use crate::config::{ConfigSource, load};
+
+    #[test]
+    fn a_redis_state_is_described_without_its_password() {
+        let (mut config, _) = load(&ConfigSource::Embedded).unwrap();
+        let memory = config.describe(&ConfigSource::Embedded);
+        assert!(!memory.contains("state:"), "the memory default adds nothing: {memory}");
+        config.state.backend = "redis".into();
+        config.state.url = Some("rediss://pool:s3cret@cache.lan:6380/1".into());
+        let text = config.describe(&ConfigSource::Embedded);
+        assert!(text.contains("state: redis rediss://pool:***@cache.lan:6380/1"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
 
     #[test]
     fn describes_routes_and_providers_with_defaults() {

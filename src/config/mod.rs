@@ -1,12 +1,14 @@
 //! The JSON config: schema, validation with JSON-path errors, lookup, and the `ccr check` report.
 
 mod describe;
+pub mod keys;
 pub mod locate;
 pub(crate) mod origin;
 pub mod schema;
 pub mod validate;
 pub mod watch;
 
+pub use keys::KeyEntry;
 pub use schema::*;
 pub use validate::{ParseError, Problem, parse_config, warnings};
 

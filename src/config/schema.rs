@@ -475,6 +475,10 @@ pub struct Server {
     /// Required for a non-loopback `host`.
     #[serde(default)]
     pub api_key: Option<String>,
+    /// Developers' keys with their limits (see [`super::keys`]); when any is set, `/v1/*` needs
+    /// one of them (or the operator's `apiKey`).
+    #[serde(default)]
+    pub keys: Vec<super::keys::KeyEntry>,
     /// Largest accepted request body, bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: i64,
@@ -503,6 +507,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "host",
     "port",
     "apiKey",
+    "keys",
     "maxBodyBytes",
     "allowedOrigins",
     "allowedHosts",
@@ -518,6 +523,7 @@ impl Default for Server {
             host: default_host(),
             port: default_port(),
             api_key: None,
+            keys: Vec::new(),
             max_body_bytes: default_max_body(),
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
@@ -603,6 +609,24 @@ impl StateSettings {
     /// Whether the state is shared through Redis.
     pub fn is_redis(&self) -> bool {
         self.backend == "redis"
+    }
+
+    /// The URL for display: its password (if any) shown as `***`.
+    pub fn shown_url(&self) -> Option<String> {
+        self.url.as_deref().map(redact_url)
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`. Unparsable text is not shown at all.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".to_owned(),
     }
 }
 

@@ -146,8 +146,12 @@ fn check_keys(root: &Value, problems: &mut Vec<Problem>) {
     if let Some(v) = map.get("output") {
         object_keys(v, "output", OUTPUT_KEYS, problems);
     }
-    if let Some(v) = map.get("server") {
-        object_keys(v, "server", SERVER_KEYS, problems);
+    if let Some(server) = map.get("server").and_then(|v| object_keys(v, "server", SERVER_KEYS, problems))
+        && let Some(list) = server.get("keys").and_then(Value::as_array)
+    {
+        for (i, entry) in list.iter().enumerate() {
+            object_keys(entry, &format!("server.keys[{i}]"), super::keys::KEY_ENTRY_KEYS, problems);
+        }
     }
     if let Some(v) = map.get("monitoring") {
         object_keys(v, "monitoring", MONITORING_KEYS, problems);
@@ -373,6 +377,7 @@ fn check_meaning(config: &Config, problems: &mut Vec<Problem>) {
     {
         bad("server.apiKey".into(), "must not be empty (omit it to disable the key)".into());
     }
+    super::keys::check_meaning(&config.server.keys, config.server.api_key.as_deref(), &mut bad);
     at_least_one(&mut bad, "server.maxBodyBytes".into(), config.server.max_body_bytes);
     at_least_one(&mut bad, "server.maxConnections".into(), config.server.max_connections);
     for (key, value) in [

@@ -57,14 +57,14 @@ impl Background {
 fn spawn_state_watch(rt: &Arc<Runtime>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     let state = rt.state.clone();
     let weak = Arc::downgrade(rt);
+    let balancer = Arc::downgrade(&rt.balancer);
     tokio::spawn(async move {
-        state
-            .watch(shutdown, move || {
-                if let Some(rt) = weak.upgrade() {
-                    rt.snapshot_changed();
-                }
-            })
-            .await;
+        let watch = state.watch(shutdown.clone(), move || {
+            if let Some(rt) = weak.upgrade() {
+                rt.snapshot_changed();
+            }
+        });
+        tokio::join!(watch, state.run_pool(balancer, shutdown));
     })
 }
 

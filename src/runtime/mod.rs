@@ -67,6 +67,8 @@ pub struct Runtime {
     pub drain: Drain,
     /// The accounts' models for `/v1/models` (cached `ListAvailableModels`).
     pub(crate) models: crate::providers::codewhisperer::model_list::ModelCatalog,
+    /// Developers' keys, their counters and usage (`server.keys`).
+    pub keys: crate::keys::Keys,
     /// Where the pool's shared state lives (memory, or Redis): chosen at start.
     pub state: Arc<crate::state::SharedState>,
 }
@@ -75,8 +77,14 @@ impl Runtime {
     pub fn new(config: Config, source: ConfigSource) -> Arc<Runtime> {
         let http = HttpClients::default();
         let balancer = Balancer::new(balancer_spec(&config));
+        let keys = crate::keys::Keys::new(&config);
         let state = crate::state::SharedState::from_settings(&config.state);
+        if let Some(link) = state.redis() {
+            keys.set_counters(Arc::new(crate::keys::RedisCounters::new(link.clone())));
+        }
         let live = build_live(config, &http, None);
+        state.attach_balancer(&balancer);
+        state.attach_clients(&live.clients);
         Arc::new(Runtime {
             live: RwLock::new(Arc::new(live)),
             balancer,
@@ -90,6 +98,7 @@ impl Runtime {
             publisher: publisher::Publisher::default(),
             drain: Drain::default(),
             models: Default::default(),
+            keys,
             state,
         })
     }

@@ -48,6 +48,7 @@ impl Runtime {
         let token = |id: &str| live.clients.get(id).map(|c| c.token_status());
         self.publisher.builder.build(Inputs {
             balancer: self.balancer.snapshot(),
+            state: self.state.status(),
             config: &live.config,
             token: &token,
             reload: self.reload_status(),
@@ -56,6 +57,7 @@ impl Runtime {
             config_path: self.source.label(),
             requests_total: self.requests_total.load(Ordering::Relaxed),
             now: Instant::now(),
+            keys: self.keys.view(),
         })
     }
 

@@ -54,7 +54,9 @@ impl Runtime {
             tracing::warn!("`state` changed in the config: the new backend takes effect at the next start");
         }
         self.balancer.reconfigure(balancer_spec(&config));
+        self.keys.apply_config(&config);
         let live = build_live(config, &self.http, Some(&old));
+        self.state.attach_clients(&live.clients);
         *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(live);
     }
 }

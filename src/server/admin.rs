@@ -10,6 +10,7 @@
 //! | `POST /admin/providers/{id}/health-check` | run the health check now |
 //! | `POST /admin/reload` | re-read the config file (a bad file keeps the old config) |
 //! | `POST /admin/weights/save` | write the weights in force into the config file |
+//! | `GET /admin/keys` | developers' keys: limits, usage this month, last seen, live requests |
 //!
 //! Access: with `server.apiKey` set, every call must present it (`x-api-key` or
 //! `Authorization: Bearer`, compared in constant time) from anywhere; without a key, only
@@ -42,6 +43,7 @@ pub(super) fn router(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
         .route("/admin/providers/{id}/usage-check", post(check_usage))
         .route("/admin/reload", post(reload))
         .route("/admin/weights/save", post(save_weights))
+        .route("/admin/keys", axum::routing::get(keys_view))
         .route_layer(middleware::from_fn_with_state(rt.clone(), require_admin_access))
 }
 
@@ -138,6 +140,13 @@ async fn require_admin_access(
         return e.into_response();
     }
     next.run(request).await
+}
+
+/// `GET /admin/keys`: every developer key's limits and usage (names and digest prefixes only),
+/// with this month's credits read from the counters (pool-wide with a shared backend).
+async fn keys_view(State(rt): State<Arc<Runtime>>) -> Response {
+    rt.keys.refresh().await;
+    axum::Json(rt.keys.view()).into_response()
 }
 
 fn done(message: String) -> Response {

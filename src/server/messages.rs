@@ -144,7 +144,12 @@ pub async fn count_tokens(State(rt): State<Arc<Runtime>>, body: Body) -> Respons
 }
 
 /// `POST /v1/messages` (with or without `?beta=true`).
-pub async fn messages(State(rt): State<Arc<Runtime>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn messages(
+    State(rt): State<Arc<Runtime>>,
+    ticket: Option<axum::Extension<crate::keys::Ticket>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     rt.count_request();
     let live = rt.live();
     let bytes = match read_body_reused(body, body_limit(&live)).await {
@@ -156,6 +161,9 @@ pub async fn messages(State(rt): State<Arc<Runtime>>, headers: HeaderMap, body: 
         Err(e) => return e.into_response(),
     };
     drop(bytes);
+    if let Err(e) = crate::keys::check_model(ticket.as_deref(), &req.model) {
+        return e.into_response();
+    }
     let estimate = req.estimate_input_tokens();
     let category = classify(&req, estimate, live.thresholds);
     let session = super::session::session_key(&headers, &req);

@@ -145,6 +145,7 @@ pub(super) fn health_json(s: &Snapshot) -> Value {
         "providers": { "total": s.providers.len(), "available": available },
         "uptimeMs": s.uptime_ms,
         "config": reload_json(s),
+        "state": s.state,
     })
 }
 
@@ -566,7 +567,44 @@ pub(super) fn prometheus_text(s: &Snapshot) -> String {
         "Failed health checks in a row.",
         |p| p.core.health.enabled.then_some(f64::from(p.core.health.consecutive_failures)),
     );
+    key_metrics(&mut m, s);
     m.out
+}
+
+/// The developers' keys (only when `server.keys` has some): per instance, except the credits,
+/// which are pool-wide with a shared backend.
+fn key_metrics(m: &mut Prometheus, s: &Snapshot) {
+    let keys = &s.keys.keys;
+    if keys.is_empty() {
+        return;
+    }
+    m.family(
+        "ccr_key_requests_total",
+        "counter",
+        "Requests received with each developer key (admitted or not).",
+    );
+    for k in keys {
+        m.sample("ccr_key_requests_total", &[("key", &k.name)], k.requests as f64);
+    }
+    m.family("ccr_key_credits_used", "gauge", "Credits each developer key spent this calendar month (UTC).");
+    for k in keys {
+        m.sample("ccr_key_credits_used", &[("key", &k.name)], k.credits_this_month);
+    }
+    m.family(
+        "ccr_key_limited_total",
+        "counter",
+        "Requests of each developer key refused by a limit (budget, rate, concurrency, model).",
+    );
+    for k in keys {
+        for reason in crate::keys::LIMIT_REASONS {
+            let n = k.limited.get(reason).copied().unwrap_or(0);
+            m.sample("ccr_key_limited_total", &[("key", &k.name), ("reason", reason)], n as f64);
+        }
+    }
+    m.family("ccr_key_live_requests", "gauge", "Requests of each developer key in flight on this instance.");
+    for k in keys {
+        m.sample("ccr_key_live_requests", &[("key", &k.name)], f64::from(k.live_requests));
+    }
 }
 
 #[cfg(test)]

@@ -221,18 +221,7 @@ impl RedisLink {
     }
 }
 
-/// `url` with its password (if any) replaced by `***`. Unparsable text is not shown at all.
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => "(unparsable URL)".to_owned(),
-    }
-}
+pub use crate::config::schema::redact_url;
 
 /// An error text with anything that looks like `user:password@` inside a URL masked.
 fn redact_text(text: &str) -> String {

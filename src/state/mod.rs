@@ -11,15 +11,20 @@
 //! - [`SharedState`]: the backend chosen by the config, with its [`StateStatus`] for `/health`,
 //!   `/status` and the dashboard;
 //! - [`RedisLink`]: the connection (key prefix, bounded timeouts, local fallback, reconnects).
+//!
+//! On top of it: [`pool::RedisPool`] (the balancer's shared pool: bindings, exclusions, breakers,
+//! leases) and [`tokens::RedisTokens`] (one token refresh for the pool).
 
 mod link;
+pub mod pool;
+pub mod tokens;
 
 pub use link::{BACKGROUND_TIMEOUT, LinkError, LinkHealth, PING_INTERVAL, RedisLink, redact_url};
 
 use crate::config::StateSettings;
 use crate::config::schema::ms;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -29,14 +34,16 @@ use tokio::sync::watch;
 pub struct SharedState {
     redis: Option<Arc<RedisLink>>,
     lease_ttl: Duration,
+    pool: Option<Arc<pool::RedisPool>>,
+    tokens: Option<Arc<tokens::RedisTokens>>,
 }
 
 /// What `/health`, `/status` and the dashboard header show about the backend.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StateStatus {
     /// `memory` or `redis`.
-    pub backend: &'static str,
+    pub backend: String,
     /// Redis only: whether the last operation succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connected: Option<bool>,
@@ -49,12 +56,38 @@ pub struct StateStatus {
     /// Redis only: the key prefix.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
+    /// Redis only: which values are the pool's (the same on every instance); every other value
+    /// (counters, latency, health checks, queue) is this instance's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pool_wide: Vec<String>,
 }
+
+impl Default for StateStatus {
+    fn default() -> Self {
+        StateStatus {
+            backend: "memory".into(),
+            connected: None,
+            since: None,
+            url: None,
+            key_prefix: None,
+            pool_wide: Vec::new(),
+        }
+    }
+}
+
+/// What `/status` lists as pool-wide with the Redis backend.
+pub const POOL_WIDE: [&str; 5] = [
+    "providers[].blocked: cooling_down, quota_exhausted, suspended, needs_login, drained, breaker_open seen by any instance",
+    "maxConcurrentRequests: counted over every instance's leases (providers[].inFlight is this instance's share)",
+    "conversation bindings (providers[].sessions counts those this instance has served)",
+    "the breaker's half-open probe: one for the pool",
+    "token refreshes: one for the pool",
+];
 
 impl SharedState {
     /// Memory only: nothing shared.
     pub fn memory() -> Arc<SharedState> {
-        Arc::new(SharedState { redis: None, lease_ttl: ms(30_000) })
+        Arc::new(SharedState { redis: None, lease_ttl: ms(30_000), pool: None, tokens: None })
     }
 
     /// The backend the config asks for. A Redis URL that does not parse (validation rejects it
@@ -66,7 +99,14 @@ impl SharedState {
         let url = settings.url.as_deref().unwrap_or_default();
         match RedisLink::new(url, &settings.key_prefix, ms(settings.timeout)) {
             Ok(link) => {
-                Arc::new(SharedState { redis: Some(Arc::new(link)), lease_ttl: ms(settings.lease_ttl) })
+                let link = Arc::new(link);
+                let lease_ttl = ms(settings.lease_ttl);
+                Arc::new(SharedState {
+                    pool: Some(pool::RedisPool::new(link.clone(), lease_ttl)),
+                    tokens: Some(tokens::RedisTokens::new(link.clone())),
+                    redis: Some(link),
+                    lease_ttl,
+                })
             }
             Err(e) => {
                 tracing::error!(error = %e, "shared state: keeping the state in memory");
@@ -105,20 +145,53 @@ impl SharedState {
         }
     }
 
+    /// Shares `balancer`'s pool (Redis backend; nothing for memory).
+    pub fn attach_balancer(&self, balancer: &crate::balancer::Balancer) {
+        if let Some(pool) = &self.pool {
+            balancer.set_shared(pool.clone());
+        }
+    }
+
+    /// Shares the token refreshes of `clients` (Redis backend; nothing for memory). Clients that
+    /// already share keep doing so.
+    pub fn attach_clients<'a>(
+        &self,
+        clients: impl IntoIterator<
+            Item = (&'a String, &'a Arc<crate::providers::codewhisperer::client::CodeWhispererClient>),
+        >,
+    ) {
+        if let Some(tokens) = &self.tokens {
+            for (id, client) in clients {
+                client.tokens().share_with(id, tokens.clone());
+            }
+        }
+    }
+
+    /// The pool's background work (sync of shared states, lease renewal) until `shutdown`.
+    /// Returns at once for the memory backend.
+    pub async fn run_pool(
+        &self,
+        balancer: std::sync::Weak<crate::balancer::Balancer>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        if let Some(pool) = &self.pool {
+            pool.clone().run(balancer, shutdown).await;
+        }
+    }
+
     /// The status for display.
     pub fn status(&self) -> StateStatus {
         match &self.redis {
-            None => {
-                StateStatus { backend: "memory", connected: None, since: None, url: None, key_prefix: None }
-            }
+            None => StateStatus::default(),
             Some(link) => {
                 let health = link.health();
                 StateStatus {
-                    backend: "redis",
+                    backend: "redis".into(),
                     connected: Some(health.connected),
                     since: Some(health.since),
                     url: Some(link.url().to_owned()),
                     key_prefix: Some(link.prefix().to_owned()),
+                    pool_wide: POOL_WIDE.iter().map(|s| (*s).to_owned()).collect(),
                 }
             }
         }
@@ -141,7 +214,7 @@ impl StateStatus {
             (Some(true), _) => "redis ✓".to_owned(),
             (Some(false), Some(since)) => format!("redis ✗ since {}", since.format("%H:%M:%S")),
             (Some(false), None) => "redis ✗".to_owned(),
-            (None, _) => self.backend.to_owned(),
+            (None, _) => self.backend.clone(),
         }
     }
 }

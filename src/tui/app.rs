@@ -39,6 +39,8 @@ pub struct App {
     selected: usize,
     focus: Focus,
     help_open: bool,
+    /// Whether the developers' keys pane replaces the routes table.
+    keys_open: bool,
     demo: bool,
     feedback: Option<Feedback>,
     /// The snapshot clock ([`Snapshot::now_ms`]) when the feedback was set: a result line goes
@@ -68,6 +70,7 @@ impl App {
             selected: 0,
             focus: Focus::Providers,
             help_open: false,
+            keys_open: false,
             demo: false,
             feedback: None,
             feedback_at_ms: 0,
@@ -251,6 +254,7 @@ impl App {
             Action::FocusProviders => self.focus = Focus::Providers,
             Action::ToggleHelp => self.help_open = !self.help_open,
             Action::CloseHelp => self.help_open = false,
+            Action::ToggleKeys => self.keys_open = !self.keys_open,
             Action::Log(event) => self.logs.transition(event),
         }
     }
@@ -323,6 +327,11 @@ impl App {
     /// Whether the help popup is open.
     pub fn help_open(&self) -> bool {
         self.help_open
+    }
+
+    /// Whether the developers' keys pane is shown (in place of the routes table).
+    pub fn keys_open(&self) -> bool {
+        self.keys_open
     }
 
     /// Whether the demo's fault keys are live.
@@ -415,7 +424,11 @@ mod tests {
     #[test]
     fn key_presses_send_commands_for_the_selected_provider() {
         let (mut app, mut rx) = app_with(32);
-        for c in ['j', '+', '+', 'f', 'b', 'h', 'k', '-', 's', 'r'] {
+        for c in ['j', '+', '+', 'f', 'b', 'h'] {
+            assert!(app.on_key(key(c)), "{c} is bound");
+        }
+        assert!(app.on_key(KeyEvent::new(KeyCode::Up, KeyModifiers::NONE)));
+        for c in ['-', 's', 'r'] {
             assert!(app.on_key(key(c)), "{c} is bound");
         }
         // IDS[1] is kiro-personal, whose weight in force is 2 (override of 1).
@@ -559,7 +572,7 @@ mod tests {
             app.on_key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE));
         }
         assert_eq!(app.selected_index(), 2);
-        app.on_key(key('k'));
+        app.on_key(KeyEvent::new(KeyCode::Up, KeyModifiers::NONE));
         assert_eq!(app.selected_provider().map(|p| p.core.id.as_str()), Some(IDS[1]));
         // A reload removes the first provider: the selection stays on kiro-personal.
         let mut s = sample::snapshot(Scenario::Normal);

@@ -81,6 +81,8 @@ pub enum Action {
     FocusLogs,
     /// Give the keyboard back to the providers table.
     FocusProviders,
+    /// Show the developers' keys pane in place of the routes table, or the routes again.
+    ToggleKeys,
     /// Show or hide the help popup.
     ToggleHelp,
     /// Hide the help popup.
@@ -133,7 +135,7 @@ use KeyCode::{Char, Down, End, Esc, Home, Left, PageDown, PageUp, Right, Tab, Up
 
 /// Keys of the providers table (the default focus).
 pub(super) const PROVIDER_BINDINGS: &[Binding] = &[
-    bind(&[Up, Char('k')], "↑/k", Action::SelectPrev, "select the provider above"),
+    bind(&[Up], "↑", Action::SelectPrev, "select the provider above"),
     bind(&[Down, Char('j')], "↓/j", Action::SelectNext, "select the provider below"),
     bind(&[Home, Char('g')], "g", Action::SelectFirst, "select the first provider"),
     bind(&[End, Char('G')], "G", Action::SelectLast, "select the last provider"),
@@ -148,6 +150,7 @@ pub(super) const PROVIDER_BINDINGS: &[Binding] = &[
     bind(&[Char('s')], "s", Action::SaveWeights, "save weights to the config"),
     bind(&[Char('r')], "r", Action::Reload, "reload the config file"),
     bind(&[Char('l'), Tab], "l", Action::FocusLogs, "focus the log pane"),
+    bind(&[Char('k')], "k", Action::ToggleKeys, "developers' keys / routes"),
     bind(&[Char('?')], "?", Action::ToggleHelp, "this help"),
     bind(&[Char('q')], "q", Action::Quit, "quit (also Ctrl-C)"),
 ];
@@ -201,6 +204,7 @@ pub(super) const PROVIDER_FOOTER: &[FooterEntry] = &[
     ("s", "save"),
     ("r", "reload"),
     ("l", "logs"),
+    ("k", "keys"),
 ];
 
 /// The footer's short list for the demo's fault keys.
@@ -305,7 +309,7 @@ mod tests {
     fn provider_keys_map_to_operator_actions() {
         let cases = [
             (key(Up), Action::SelectPrev),
-            (key(Char('k')), Action::SelectPrev),
+            (key(Char('k')), Action::ToggleKeys),
             (key(Down), Action::SelectNext),
             (key(Char('j')), Action::SelectNext),
             (key(Home), Action::SelectFirst),

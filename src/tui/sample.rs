@@ -160,6 +160,7 @@ fn snapshot_of(providers: Vec<ProviderSnapshot>, rules: Vec<RuleView>, rate: f64
         .collect();
     Snapshot {
         seq: 42,
+        state: Default::default(),
         balancer_version: 1234,
         taken_at,
         now_ms: UPTIME_MS,
@@ -180,6 +181,49 @@ fn snapshot_of(providers: Vec<ProviderSnapshot>, rules: Vec<RuleView>, rate: f64
         queue: QueueSnapshot { waiting: 0, max_queue: 100, timeout_ms: 30_000 },
         providers: views,
         rules,
+        keys: sample_keys(taken_at),
+    }
+}
+
+/// Three developers sharing the pool: one near her budget, one busy, one idle.
+fn sample_keys(taken_at: DateTime<Utc>) -> crate::keys::KeysView {
+    use crate::keys::{KeyLimitsView, KeyView, KeysView};
+    use std::collections::BTreeMap;
+    let key = |name: &str,
+               hash: &str,
+               budget: Option<f64>,
+               rpm,
+               credits: f64,
+               live,
+               requests,
+               limited: &[(&str, u64)]| {
+        KeyView {
+            name: name.into(),
+            hash_prefix: hash.into(),
+            limits: KeyLimitsView {
+                monthly_credits: budget,
+                requests_per_minute: rpm,
+                max_concurrent: Some(8),
+                models: None,
+            },
+            requests,
+            limited: limited.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect(),
+            credits_this_month: credits,
+            last_seen: Some(taken_at - TimeDelta::seconds(i64::from(live == 0) * 840 + 2)),
+            live_requests: live,
+            by_account: BTreeMap::new(),
+            by_category: BTreeMap::new(),
+        }
+    };
+    KeysView {
+        backend: "memory".into(),
+        month: "2025-06".into(),
+        resets_at: Some(taken_at),
+        keys: vec![
+            key("alice", "3f9c2a1e", Some(300.0), Some(60), 287.4, 2, 912, &[]),
+            key("bob", "a04d77b2", Some(500.0), Some(120), 131.25, 3, 433, &[("rate", 4)]),
+            key("ci-bot", "5e1b09cd", None, Some(30), 12.5, 0, 40, &[]),
+        ],
     }
 }
 

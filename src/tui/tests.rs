@@ -89,6 +89,38 @@ fn help_popup_with_demo_keys_at_80x24() {
 }
 
 #[test]
+fn keys_pane_at_80x24() {
+    let (mut app, _rx) = sample::app(Scenario::Normal);
+    press(&mut app, KeyCode::Char('k'));
+    let terminal = draw(&app, 80, 24);
+    let screen = text(terminal.backend().buffer());
+    assert!(screen.contains("287.4/300"), "alice's credits against her budget:\n{screen}");
+    assert!(!screen.contains(" routes "), "the keys pane replaces the routes:\n{screen}");
+    insta::assert_snapshot!(terminal.backend());
+    press(&mut app, KeyCode::Char('k'));
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(screen.contains(" routes "), "k again brings the routes back:\n{screen}");
+}
+
+#[test]
+fn keys_pane_at_120x36() {
+    let (mut app, _rx) = sample::app(Scenario::Normal);
+    press(&mut app, KeyCode::Char('k'));
+    insta::assert_snapshot!(draw(&app, 120, 36).backend());
+}
+
+#[test]
+fn keys_pane_without_keys_says_how_to_add_one() {
+    let (tx, _rx) = tokio::sync::mpsc::channel(4);
+    let mut snapshot = sample::many_providers(2);
+    snapshot.keys = Default::default();
+    let mut app = App::new(Arc::new(snapshot), tx);
+    press(&mut app, KeyCode::Char('k'));
+    let screen = text(draw(&app, 100, 24).backend().buffer());
+    assert!(screen.contains("ccr keys add NAME"), "{screen}");
+}
+
+#[test]
 fn log_focus_at_80x24() {
     let (mut app, _rx) = sample::app(Scenario::ProviderDown);
     press(&mut app, KeyCode::Char('l'));

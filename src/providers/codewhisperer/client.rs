@@ -97,6 +97,11 @@ impl CodeWhispererClient {
         &self.id
     }
 
+    /// The account's token manager.
+    pub fn tokens(&self) -> &TokenManager {
+        &self.tokens
+    }
+
     pub fn token_status(&self) -> TokenStatus {
         self.tokens.status()
     }

@@ -8,13 +8,45 @@
 //! - The refreshed fields are merged into the existing JSON and written atomically (temp file +
 //!   rename) with mode 0600; every other field of the file is kept.
 //! - Tokens never appear in errors or logs: messages name the file and the failure only.
+//! - With a shared pool ([`TokenShare`], `state` backend `redis`) one instance of the pool
+//!   refreshes at a time (a lock with expiry); the others wait for its published token and use it
+//!   (only the refresher writes its token file).
 
 use crate::fsio::{ReadError, TOKEN_FILE_CAP, read_text_capped};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::{Duration, SystemTime};
+
+/// A refreshed token as the instances of a shared pool hand it to each other.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedToken {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub profile_arn: Option<String>,
+}
+
+/// A boxed future (the trait is object safe).
+pub type ShareFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The token store of a shared pool (implemented on Redis in `crate::state`).
+pub trait TokenShare: Send + Sync {
+    /// The token last published for `account`, if any.
+    fn fetch(&self, account: &str) -> ShareFuture<'_, Option<SharedToken>>;
+    /// Takes the pool's refresh lock for `account`: `Some(true)` taken, `Some(false)` another
+    /// instance holds it, `None` the store is away (refresh locally).
+    fn lock(&self, account: &str) -> ShareFuture<'_, Option<bool>>;
+    /// Publishes a refreshed token and gives the lock back.
+    fn publish(&self, account: &str, token: SharedToken) -> ShareFuture<'_, ()>;
+    /// Gives the lock back after a failed refresh.
+    fn unlock(&self, account: &str) -> ShareFuture<'_, ()>;
+}
+
+/// How long an instance waits for another instance's refresh before it refreshes itself.
+pub const SHARED_REFRESH_WAIT: Duration = Duration::from_secs(15);
 
 /// Refresh this long before `expiresAt`.
 pub const REFRESH_AHEAD: Duration = Duration::from_secs(10 * 60);
@@ -124,6 +156,8 @@ pub struct TokenManager {
     loaded: StdMutex<Option<Loaded>>,
     refresh_lock: tokio::sync::Mutex<()>,
     status: StdMutex<TokenStatus>,
+    /// The pool's token store and this account's name in it, when shared.
+    share: OnceLock<(String, Arc<dyn TokenShare>)>,
 }
 
 impl TokenManager {
@@ -138,7 +172,13 @@ impl TokenManager {
             loaded: StdMutex::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
             status: StdMutex::new(TokenStatus::default()),
+            share: OnceLock::new(),
         }
+    }
+
+    /// Shares refreshes with the other instances of a pool, as `account`. Set once.
+    pub fn share_with(&self, account: &str, share: Arc<dyn TokenShare>) {
+        let _ = self.share.set((account.to_owned(), share));
     }
 
     pub fn status(&self) -> TokenStatus {
@@ -195,11 +235,89 @@ impl TokenManager {
         if !still_needed(&current) {
             return Ok(current);
         }
-        let fresh = self.refresh(&current).await?;
+        let fresh = match self.share.get() {
+            Some((account, share)) => {
+                self.refresh_shared(account, share.as_ref(), &current, &still_needed).await?
+            }
+            None => self.refresh(&current).await?,
+        };
         if let Ok(mut s) = self.status.lock() {
             s.last_refresh = Some(Utc::now());
             s.expires_at = fresh.expires_at;
         }
+        Ok(fresh)
+    }
+
+    /// A refresh in a shared pool: another instance's fresh token if there is one, else one
+    /// refresh for the pool (under its lock); a store that is away means a local refresh.
+    async fn refresh_shared(
+        &self,
+        account: &str,
+        share: &dyn TokenShare,
+        current: &Credential,
+        still_needed: &impl Fn(&Credential) -> bool,
+    ) -> Result<Arc<Credential>, TokenError> {
+        let adopt = |token: Option<SharedToken>| {
+            let token = token.filter(|t| t.access_token != current.access_token)?;
+            let mut fresh = current.clone();
+            fresh.access_token = token.access_token;
+            fresh.refresh_token = token.refresh_token;
+            fresh.expires_at = token.expires_at;
+            if token.profile_arn.is_some() {
+                fresh.profile_arn = token.profile_arn;
+            }
+            (!still_needed(&fresh)).then_some(fresh)
+        };
+        if let Some(fresh) = adopt(share.fetch(account).await) {
+            return self.adopt(fresh);
+        }
+        if share.lock(account).await == Some(false) {
+            // Another instance is refreshing: wait for its token.
+            let deadline = tokio::time::Instant::now() + SHARED_REFRESH_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Some(fresh) = adopt(share.fetch(account).await) {
+                    return self.adopt(fresh);
+                }
+                if share.lock(account).await != Some(false) {
+                    break;
+                }
+            }
+        }
+        match self.refresh(current).await {
+            Ok(fresh) => {
+                let token = SharedToken {
+                    access_token: fresh.access_token.clone(),
+                    refresh_token: fresh.refresh_token.clone(),
+                    expires_at: fresh.expires_at,
+                    profile_arn: fresh.profile_arn.clone(),
+                };
+                share.publish(account, token).await;
+                Ok(fresh)
+            }
+            Err(e) => {
+                share.unlock(account).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Uses a token another instance of the pool refreshed (its file is the refresher's to write).
+    fn adopt(&self, fresh: Credential) -> Result<Arc<Credential>, TokenError> {
+        let fresh = Arc::new(fresh);
+        let mut loaded = self.loaded.lock().map_err(|_| poisoned())?;
+        if let Some(l) = loaded.as_mut() {
+            l.raw.insert("accessToken".into(), Value::String(fresh.access_token.clone()));
+            l.raw.insert("refreshToken".into(), Value::String(fresh.refresh_token.clone()));
+            if let Some(at) = fresh.expires_at {
+                l.raw.insert(
+                    "expiresAt".into(),
+                    Value::String(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                );
+            }
+            l.credential = fresh.clone();
+        }
+        tracing::info!(file = %self.path.display(), "token refreshed by another instance of the pool: using it");
         Ok(fresh)
     }
 

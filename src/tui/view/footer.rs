@@ -57,7 +57,7 @@ mod tests {
         let line = text(&footer_line(PROVIDER_FOOTER, FOOTER_TAIL, 200));
         assert_eq!(
             line,
-            " ↑↓ move  +/- weight  f drain  b reset  h check  s save  r reload  l logs  ? help  q quit"
+            " ↑↓ move  +/- weight  f drain  b reset  h check  s save  r reload  l logs  k keys  ? help  q quit"
         );
     }
 

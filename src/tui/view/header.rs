@@ -75,6 +75,12 @@ fn config_line(s: &Snapshot) -> Line<'static> {
         spans.push(Span::styled(format!(" {age} ago: "), theme::DIM));
         spans.push(Span::styled(s.reload.message.clone(), theme::BAD));
     }
+    // A shared pool: whether Redis is reachable (alone, this instance decides on its own state).
+    if let Some(connected) = s.state.connected {
+        spans.push(sep());
+        spans.push(Span::styled("state ", theme::DIM));
+        spans.push(Span::styled(s.state.short(), if connected { theme::GOOD } else { theme::BAD }));
+    }
     Line::from(spans)
 }
 

@@ -3,7 +3,7 @@
 //! ```text
 //!  header (3 rows: listen, uptime, rate, load · config and reload · last command)
 //!  providers table (selected row = target of the keys)
-//!  routes table                         │ latency of the selected provider
+//!  routes table (or, with `k`, the keys)  │ latency of the selected provider
 //!  log pane (tui-logger)
 //!  footer (keys)
 //! ```
@@ -15,6 +15,7 @@
 mod footer;
 mod header;
 mod help;
+mod keys;
 mod latency;
 mod logs;
 mod providers;
@@ -39,13 +40,18 @@ const MIN_LATENCY_WIDTH: u16 = 26;
 pub fn render(app: &App, frame: &mut Frame) {
     let area = frame.area();
     let s = app.snapshot();
-    let rows = split_rows(area, s.providers.len(), s.rules.len());
+    let middle_rows = if app.keys_open() { s.keys.keys.len().max(1) } else { s.rules.len() };
+    let rows = split_rows(area, s.providers.len(), middle_rows);
     header::render(app, frame, rows.header);
     providers::render(app, frame, rows.providers);
     let [routes_area, latency_area] =
         Layout::horizontal([Constraint::Fill(1), Constraint::Length(latency_width(rows.middle.width))])
             .areas(rows.middle);
-    routes::render(app, frame, routes_area);
+    if app.keys_open() {
+        keys::render(app, frame, routes_area);
+    } else {
+        routes::render(app, frame, routes_area);
+    }
     latency::render(app, frame, latency_area);
     logs::render(app, frame, rows.logs);
     footer::render(app, frame, rows.footer);

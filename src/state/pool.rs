@@ -1,0 +1,456 @@
+//! The balancer's shared pool on Redis ([`crate::balancer::shared::SharedPool`]).
+//!
+//! Keys (all under the configured prefix, each with a TTL):
+//!
+//! | key | value | TTL |
+//! |---|---|---|
+//! | `lease:{id}` | sorted set: `instance:ticket` → expiry (ms, Redis clock) | `leaseTtl`, renewed by the holder |
+//! | `bind:{rule}:{session}` | the account | the rule's `stickyTtl`, renewed on each turn |
+//! | `cool:{id}` | `1` | the cooldown left |
+//! | `quota:{id}` | `1` | until the quota resets |
+//! | `suspended:{id}`, `login:{id}`, `drain:{id}` | `1` | [`FLAG_TTL`] |
+//! | `open:{id}` | when the half-open probe may go (ms, Redis clock) | the reset timeout + [`OPEN_GRACE`] |
+//! | `probe:{id}` | the member sending the pool's one probe | [`PROBE_TTL`] |
+//!
+//! The pick costs one round trip ([`ACQUIRE`]); everything else runs in the background.
+
+use super::RedisLink;
+use crate::balancer::Balancer;
+use crate::balancer::shared::{
+    AcquireRequest, Acquired, BoxFuture, PoolView, ProbeEnd, Publication, SharedPool,
+};
+use redis::Script;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How long a suspension, a dead login or a drain is remembered by the pool without being seen
+/// again (each instance that sees it publishes it again).
+pub const FLAG_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long an open breaker's key outlives its reset timeout (the half-open phase).
+pub const OPEN_GRACE: Duration = Duration::from_secs(600);
+/// Longest time one instance holds the pool's probe of an account.
+pub const PROBE_TTL: Duration = Duration::from_secs(60);
+/// How often the pool's slowly changing states are read into the local view.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The pick: binding, exclusions, probe slot, lease, in one script.
+/// KEYS: lease, cool, quota, suspended, login, drain, open, probe, bind.
+/// ARGV: member, cap, lease ttl ms, provider, has session (0/1), previous, sticky ttl ms.
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local kept = 0
+if ARGV[5] == '1' then
+  local b = redis.call('GET', KEYS[9])
+  if b and b ~= ARGV[4] and b ~= ARGV[6] then return {'bound', b} end
+  if b == ARGV[4] then kept = 1 end
+end
+local cool = redis.call('PTTL', KEYS[2])
+local quota = redis.call('PTTL', KEYS[3])
+local susp = redis.call('EXISTS', KEYS[4])
+local login = redis.call('EXISTS', KEYS[5])
+local drain = redis.call('EXISTS', KEYS[6])
+local open = redis.call('GET', KEYS[7])
+local open_left = 0
+if open then open_left = tonumber(open) - now end
+if cool > 0 or quota > 0 or susp == 1 or login == 1 or drain == 1 or open_left > 0 then
+  return {'excluded', cool, quota, susp, login, drain, open_left}
+end
+local probe = 0
+if open then
+  if redis.call('SET', KEYS[8], ARGV[1], 'NX', 'PX', 60000) then probe = 1
+  else return {'excluded', 0, 0, 0, 0, 0, 1000} end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local cap = tonumber(ARGV[2])
+if cap > 0 then
+  local n = redis.call('ZCARD', KEYS[1])
+  if n >= cap then
+    if probe == 1 then redis.call('DEL', KEYS[8]) end
+    return {'full', n}
+  end
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+if ARGV[5] == '1' then redis.call('SET', KEYS[9], ARGV[4], 'PX', tonumber(ARGV[7])) end
+return {'ok', probe, kept}
+",
+    )
+});
+
+/// A lease given back. KEYS: lease, open, probe. ARGV: member, probe end (none, closed,
+/// reopen, abandoned), reopen ms, open grace ms.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[2] == 'closed' then
+  redis.call('DEL', KEYS[2], KEYS[3])
+elseif ARGV[2] == 'reopen' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('SET', KEYS[2], now + tonumber(ARGV[3]), 'PX', tonumber(ARGV[3]) + tonumber(ARGV[4]))
+  redis.call('DEL', KEYS[3])
+elseif ARGV[2] == 'abandoned' and redis.call('GET', KEYS[3]) == ARGV[1] then
+  redis.call('DEL', KEYS[3])
+end
+return 1
+",
+    )
+});
+
+/// Facts published. KEYS: cool, quota, suspended, login, drain, open, probe.
+/// ARGV: cool ms (0: none), quota ms, suspended / login / drain (-1 keep, 0 clear, 1 set),
+/// open (-2 keep, -1 clear, else ms), clear cool (0/1), clear quota, flag ttl ms, open grace ms.
+static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local function longer(key, ms)
+  if ms > 0 and redis.call('PTTL', key) < ms then redis.call('SET', key, '1', 'PX', ms) end
+end
+if ARGV[7] == '1' then redis.call('DEL', KEYS[1]) end
+if ARGV[8] == '1' then redis.call('DEL', KEYS[2]) end
+longer(KEYS[1], tonumber(ARGV[1]))
+longer(KEYS[2], tonumber(ARGV[2]))
+for i = 3, 5 do
+  if ARGV[i] == '1' then redis.call('SET', KEYS[i], '1', 'PX', tonumber(ARGV[9]))
+  elseif ARGV[i] == '0' then redis.call('DEL', KEYS[i]) end
+end
+local open = tonumber(ARGV[6])
+if open == -1 then
+  redis.call('DEL', KEYS[6], KEYS[7])
+elseif open >= 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('SET', KEYS[6], now + open, 'PX', open + tonumber(ARGV[10]))
+end
+return 1
+",
+    )
+});
+
+/// The pool's view of every account. KEYS: per account cool, quota, suspended, login, drain,
+/// open, lease (7 each). Answers 7 numbers per account: cool ms, quota ms, suspended, login,
+/// drain, open ms left, live leases.
+static SYNC: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for i = 0, #KEYS / 7 - 1 do
+  local k = i * 7
+  out[#out + 1] = redis.call('PTTL', KEYS[k + 1])
+  out[#out + 1] = redis.call('PTTL', KEYS[k + 2])
+  out[#out + 1] = redis.call('EXISTS', KEYS[k + 3])
+  out[#out + 1] = redis.call('EXISTS', KEYS[k + 4])
+  out[#out + 1] = redis.call('EXISTS', KEYS[k + 5])
+  local open = redis.call('GET', KEYS[k + 6])
+  local left = 0
+  if open then left = tonumber(open) - now end
+  if left < 0 then left = 0 end
+  out[#out + 1] = left
+  out[#out + 1] = redis.call('ZCOUNT', KEYS[k + 7], now, '+inf')
+end
+return out
+",
+    )
+});
+
+/// Leases renewed. KEYS: lease. ARGV: ttl ms, members….
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], now + ttl, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 1
+",
+    )
+});
+
+/// The pool of one instance on Redis.
+#[derive(Debug)]
+pub struct RedisPool {
+    link: Arc<RedisLink>,
+    /// This instance's name in lease members (random per start).
+    instance: String,
+    next_ticket: AtomicU64,
+    lease_ttl: Duration,
+    /// Tickets this instance holds, per account (renewed in the background).
+    live: Mutex<HashMap<String, HashSet<u64>>>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RedisPool {
+    pub fn new(link: Arc<RedisLink>, lease_ttl: Duration) -> Arc<RedisPool> {
+        Arc::new(RedisPool {
+            link,
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            next_ticket: AtomicU64::new(1),
+            lease_ttl,
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn member(&self, ticket: u64) -> String {
+        format!("{}:{ticket}", self.instance)
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<u64>>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn keys(&self, kind: &str, id: &str) -> String {
+        self.link.key(&format!("{kind}:{id}"))
+    }
+
+    /// One look at the pool's states for `ids`, applied to `balancer`. False when Redis did not
+    /// answer.
+    pub async fn sync(&self, balancer: &Balancer, ids: &[String]) -> bool {
+        if ids.is_empty() {
+            return true;
+        }
+        let mut invocation = SYNC.prepare_invoke();
+        for id in ids {
+            for kind in ["cool", "quota", "suspended", "login", "drain", "open", "lease"] {
+                invocation.key(self.keys(kind, id));
+            }
+        }
+        let read_at = Instant::now();
+        let Some(values) = self
+            .link
+            .run_background(|mut c| async move { invocation.invoke_async::<Vec<i64>>(&mut c).await })
+            .await
+        else {
+            return false;
+        };
+        let now = Instant::now();
+        let at = |left: i64| (left > 0).then(|| now + Duration::from_millis(left.unsigned_abs()));
+        for (id, v) in ids.iter().zip(values.chunks_exact(7)) {
+            let own = self.live().get(id).map_or(0, HashSet::len);
+            let leases = usize::try_from(v[6]).unwrap_or(0);
+            balancer.set_pool_view(
+                id,
+                PoolView {
+                    cooling_until: at(v[0]),
+                    quota_until: at(v[1]),
+                    suspended: v[2] == 1,
+                    needs_login: v[3] == 1,
+                    drained: v[4] == 1,
+                    open_until: at(v[5]),
+                    others_in_flight: u32::try_from(leases.saturating_sub(own)).unwrap_or(u32::MAX),
+                },
+                read_at,
+            );
+        }
+        true
+    }
+
+    /// Renews this instance's leases (they expire `leaseTtl` after the last renewal: a crashed
+    /// instance's leases stop counting then). Re-adds them after Redis lost its data.
+    pub async fn renew(&self) {
+        let held: Vec<(String, Vec<String>)> = self
+            .live()
+            .iter()
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(id, tickets)| (id.clone(), tickets.iter().map(|t| self.member(*t)).collect()))
+            .collect();
+        for (id, members) in held {
+            let mut invocation = RENEW.prepare_invoke();
+            invocation.key(self.keys("lease", &id)).arg(ms(self.lease_ttl)).arg(members);
+            let _ = self
+                .link
+                .run_background(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
+                .await;
+        }
+    }
+
+    /// The background work of the pool until `shutdown`: the sync every [`SYNC_INTERVAL`] and
+    /// lease renewal every third of `leaseTtl`.
+    pub async fn run(self: Arc<Self>, balancer: Weak<Balancer>, mut shutdown: watch::Receiver<bool>) {
+        let renew_every = (self.lease_ttl / 3).max(SYNC_INTERVAL);
+        let mut last_renew = Instant::now();
+        let mut was_up = false;
+        loop {
+            let Some(b) = balancer.upgrade() else { return };
+            let up = self.link.is_connected() && self.sync(&b, &b.provider_ids()).await;
+            if up && !was_up {
+                // (Re)connected: Redis may have lost everything; publish our facts and leases.
+                b.republish();
+                self.renew().await;
+                last_renew = Instant::now();
+            } else if up && last_renew.elapsed() >= renew_every {
+                self.renew().await;
+                last_renew = Instant::now();
+            }
+            if !up && was_up {
+                // Redis away: the pool's view is stale; decide on local state alone.
+                let now = Instant::now();
+                for id in b.provider_ids() {
+                    b.set_pool_view(&id, PoolView::default(), now);
+                }
+            }
+            was_up = up;
+            drop(b);
+            tokio::select! {
+                _ = tokio::time::sleep(SYNC_INTERVAL) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    async fn acquire_inner(&self, req: AcquireRequest) -> Acquired {
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let member = self.member(ticket);
+        let id = &req.provider;
+        let mut invocation = ACQUIRE.prepare_invoke();
+        for kind in ["lease", "cool", "quota", "suspended", "login", "drain", "open", "probe"] {
+            invocation.key(self.keys(kind, id));
+        }
+        let (has_session, bind_key) = match &req.session {
+            Some((session, rule)) => ("1", self.link.key(&format!("bind:{rule}:{session}"))),
+            None => ("0", self.keys("bind", "-")),
+        };
+        invocation
+            .key(bind_key)
+            .arg(&member)
+            .arg(req.cap)
+            .arg(ms(self.lease_ttl))
+            .arg(id)
+            .arg(has_session)
+            .arg(req.previous.as_deref().unwrap_or(""))
+            .arg(ms(req.sticky_ttl).max(1));
+        // Counted as held before the answer, so a sync meanwhile does not count it as another's.
+        self.live().entry(id.clone()).or_default().insert(ticket);
+        let reply = self
+            .link
+            .run(|mut c| async move { invocation.invoke_async::<Vec<redis::Value>>(&mut c).await })
+            .await;
+        let acquired = match reply {
+            None => Acquired::Local,
+            Some(reply) => parse_acquire(&reply, ticket),
+        };
+        if !matches!(acquired, Acquired::Granted { .. }) {
+            self.forget(id, ticket);
+        }
+        acquired
+    }
+
+    fn forget(&self, id: &str, ticket: u64) {
+        let mut live = self.live();
+        if let Some(t) = live.get_mut(id) {
+            t.remove(&ticket);
+        }
+    }
+}
+
+fn text(v: &redis::Value) -> Option<String> {
+    redis::from_redis_value_ref::<String>(v).ok()
+}
+
+fn int(v: Option<&redis::Value>) -> i64 {
+    v.and_then(|v| redis::from_redis_value_ref::<i64>(v).ok()).unwrap_or(0)
+}
+
+fn parse_acquire(reply: &[redis::Value], ticket: u64) -> Acquired {
+    let now = Instant::now();
+    let at = |left: i64| (left > 0).then(|| now + Duration::from_millis(left.unsigned_abs()));
+    match reply.first().and_then(text).as_deref() {
+        Some("ok") => {
+            Acquired::Granted { ticket, probe: int(reply.get(1)) == 1, kept: int(reply.get(2)) == 1 }
+        }
+        Some("bound") => reply.get(1).and_then(text).map_or(Acquired::Local, Acquired::Bound),
+        Some("full") => Acquired::Full { others: u32::try_from(int(reply.get(1))).unwrap_or(u32::MAX) },
+        Some("excluded") => Acquired::Excluded(PoolView {
+            cooling_until: at(int(reply.get(1))),
+            quota_until: at(int(reply.get(2))),
+            suspended: int(reply.get(3)) == 1,
+            needs_login: int(reply.get(4)) == 1,
+            drained: int(reply.get(5)) == 1,
+            open_until: at(int(reply.get(6))),
+            others_in_flight: 0,
+        }),
+        _ => Acquired::Local,
+    }
+}
+
+impl SharedPool for RedisPool {
+    fn acquire(&self, req: AcquireRequest) -> BoxFuture<'_, Acquired> {
+        Box::pin(self.acquire_inner(req))
+    }
+
+    fn release(&self, provider: &str, ticket: u64, probe: ProbeEnd) {
+        self.forget(provider, ticket);
+        if !self.link.is_connected() {
+            // Gone with Redis, or it expires after leaseTtl.
+            return;
+        }
+        let (end, reopen) = match probe {
+            ProbeEnd::NotProbe => ("none", 0),
+            ProbeEnd::Closed => ("closed", 0),
+            ProbeEnd::Reopen(d) => ("reopen", ms(d)),
+            ProbeEnd::Abandoned => ("abandoned", 0),
+        };
+        let mut invocation = RELEASE.prepare_invoke();
+        invocation
+            .key(self.keys("lease", provider))
+            .key(self.keys("open", provider))
+            .key(self.keys("probe", provider))
+            .arg(self.member(ticket))
+            .arg(end)
+            .arg(reopen)
+            .arg(ms(OPEN_GRACE));
+        let link = self.link.clone();
+        tokio::spawn(async move {
+            link.run_background(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await }).await;
+        });
+    }
+
+    fn publish(&self, p: Publication) {
+        if !self.link.is_connected() {
+            // Published again when Redis is back (the sync republishes on reconnect).
+            return;
+        }
+        let flag = |f: Option<bool>| match f {
+            None => -1,
+            Some(false) => 0,
+            Some(true) => 1,
+        };
+        let open: i64 = match p.open_for {
+            None => -2,
+            Some(None) => -1,
+            Some(Some(d)) => i64::try_from(ms(d)).unwrap_or(i64::MAX),
+        };
+        let mut invocation = PUBLISH.prepare_invoke();
+        for kind in ["cool", "quota", "suspended", "login", "drain", "open", "probe"] {
+            invocation.key(self.keys(kind, &p.provider));
+        }
+        invocation
+            .arg(p.cooling_for.map_or(0, ms))
+            .arg(p.quota_for.map_or(0, ms))
+            .arg(flag(p.suspended))
+            .arg(flag(p.needs_login))
+            .arg(flag(p.drained))
+            .arg(open)
+            .arg(u8::from(p.clear_cooling))
+            .arg(u8::from(p.clear_quota))
+            .arg(ms(FLAG_TTL))
+            .arg(ms(OPEN_GRACE));
+        let link = self.link.clone();
+        tokio::spawn(async move {
+            link.run_background(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await }).await;
+        });
+    }
+}
