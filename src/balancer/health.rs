@@ -8,8 +8,8 @@ use super::spec::HealthParams;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
+use rand::Rng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +28,7 @@ pub type ProbeFn = Arc<dyn Fn(String) -> BoxFuture<'static, Result<Duration, Str
 pub const MIN_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Jitter applied to each interval, as a fraction (±10 %), so providers' probes do not align.
-const JITTER: f64 = 0.1;
+use super::util::JITTER;
 
 /// Schedule of one provider's probes.
 #[derive(Debug)]
@@ -47,16 +47,12 @@ pub fn spawn_health_loop(
     shutdown: watch::Receiver<bool>,
     rng_seed: Option<u64>,
 ) -> JoinHandle<()> {
-    let rng = match rng_seed {
-        Some(seed) => StdRng::seed_from_u64(seed),
-        None => StdRng::from_os_rng(),
-    };
-    tokio::spawn(run(balancer, probe, shutdown, rng))
+    tokio::spawn(run(balancer, probe, shutdown, super::util::schedule_rng(rng_seed)))
 }
 
 /// `interval` (at least [`MIN_HEALTH_INTERVAL`]) scaled by a random factor in [0.9, 1.1].
 fn jittered(interval: Duration, rng: &mut StdRng) -> Duration {
-    interval.max(MIN_HEALTH_INTERVAL).mul_f64(rng.random_range((1.0 - JITTER)..=(1.0 + JITTER)))
+    super::util::jittered(interval, MIN_HEALTH_INTERVAL, rng)
 }
 
 /// First probe: within the first 10 % of the interval, spread across providers.

@@ -34,6 +34,7 @@ mod state;
 mod strategy;
 mod tap;
 mod util;
+pub(crate) use util::{jittered, schedule_rng};
 
 pub use account::{
     DEFAULT_USAGE_REFRESH, MIN_USAGE_REFRESH, UsageParams, UsageProblem, UsageSnapshot, until_wall,

@@ -10,7 +10,6 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,12 +21,9 @@ use tokio::time::{Instant, sleep_until};
 pub(super) type UsageFn =
     Arc<dyn Fn(String) -> BoxFuture<'static, Result<UsageReport, UsageProblem>> + Send + Sync>;
 
-/// Jitter of each interval, as a fraction.
-const JITTER: f64 = 0.1;
-
 /// `interval` scaled by a random factor in [0.9, 1.1].
 fn jittered(interval: Duration, rng: &mut StdRng) -> Duration {
-    interval.max(MIN_USAGE_REFRESH).mul_f64(rng.random_range((1.0 - JITTER)..=(1.0 + JITTER)))
+    crate::balancer::jittered(interval, MIN_USAGE_REFRESH, rng)
 }
 
 /// Spawns the poller; `rng_seed` makes the jitter reproducible (tests).
@@ -37,11 +33,7 @@ pub(super) fn spawn_usage_poller(
     shutdown: watch::Receiver<bool>,
     rng_seed: Option<u64>,
 ) -> JoinHandle<()> {
-    let rng = match rng_seed {
-        Some(seed) => StdRng::seed_from_u64(seed),
-        None => StdRng::from_os_rng(),
-    };
-    tokio::spawn(run(balancer, check, shutdown, rng))
+    tokio::spawn(run(balancer, check, shutdown, crate::balancer::schedule_rng(rng_seed)))
 }
 
 struct Target {
