@@ -1,4 +1,4 @@
-//! Each Claude Code request shape lands in the category the README's table gives, checked
+//! Each Claude Code request shape lands in the category the table in docs/routing.md gives, checked
 //! through the real proxy by its `x-ccr-category` header.
 
 mod common;

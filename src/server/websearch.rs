@@ -108,11 +108,7 @@ pub(super) async fn handle(
     drop(req);
 
     let category = route.category.as_str();
-    let max_attempts = if rt.balancer.rule_failover(category) {
-        rt.balancer.rule_provider_count(category).max(1)
-    } else {
-        1
-    };
+    let max_attempts = rt.balancer.max_attempts(category);
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<ApiError> = None;
     while route.attempts < max_attempts {
