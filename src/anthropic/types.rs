@@ -7,9 +7,11 @@
 //! 400 `invalid_request_error` naming the JSON path of the problem.
 
 use crate::anthropic::ApiError;
+use crate::anthropic::text::{self, Text};
 use serde::Deserialize;
-use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::de::{Deserializer, Error as _, SeqAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -67,7 +69,7 @@ pub enum Role {
 /// Content that the API accepts either as a plain string or as an array of typed blocks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Content<B> {
-    Text(String),
+    Text(Text),
     Blocks(Vec<B>),
 }
 
@@ -93,11 +95,7 @@ impl<'de, B: Deserialize<'de>> Deserialize<'de> for Content<B> {
             }
 
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Content::Text(v.to_owned()))
-            }
-
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Content::Text(v))
+                Ok(Content::Text(Text::new(v)))
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -118,15 +116,16 @@ impl<'de, B: Deserialize<'de>> Deserialize<'de> for Content<B> {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SystemBlock {
     #[serde(default)]
-    pub text: String,
+    pub text: Text,
 }
 
-/// A content block of a `user`, `assistant` or `system` message.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// A content block of a `user`, `assistant` or `system` message. Read by hand, by its `type`
+/// ([`crate::anthropic::blocks`]): serde's derive for tagged enums would decode every string of
+/// the block into a buffer first.
+#[derive(Debug, Clone, PartialEq)]
 pub enum ContentBlock {
     Text {
-        text: String,
+        text: Text,
     },
     Image {
         source: Source,
@@ -134,71 +133,54 @@ pub enum ContentBlock {
     ToolUse {
         id: String,
         name: String,
-        #[serde(default)]
         input: Value,
     },
     ToolResult {
         tool_use_id: String,
-        #[serde(default)]
         content: Option<Content<ToolResultBlock>>,
-        #[serde(default, deserialize_with = "null_as_default")]
         is_error: bool,
     },
     Thinking {
-        #[serde(default)]
-        thinking: String,
+        thinking: Text,
     },
     RedactedThinking,
     Document {
-        #[serde(default)]
         source: Option<Source>,
-        #[serde(default)]
         title: Option<String>,
     },
     /// A server tool call (web search) from an earlier answer, replayed by the client.
     ServerToolUse {
-        #[serde(default)]
         id: String,
-        #[serde(default)]
         name: String,
-        #[serde(default)]
         input: Value,
     },
     /// The results of an earlier web search: `content` is a list of `web_search_result`s or an
     /// error object.
     WebSearchToolResult {
-        #[serde(default)]
         tool_use_id: String,
-        #[serde(default)]
         content: Value,
     },
     /// Any other block type (`search_result`, `code_execution_tool_result`, …).
-    #[serde(other)]
     Unknown,
 }
 
-/// A block inside `tool_result.content`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// A block inside `tool_result.content` (read by hand, like [`ContentBlock`]).
+#[derive(Debug, Clone, PartialEq)]
 pub enum ToolResultBlock {
     Text {
-        text: String,
+        text: Text,
     },
     Image {
         source: Source,
     },
     /// Tool search results (`ToolSearch`) reference deferred tools by name.
     ToolReference {
-        #[serde(default)]
         tool_name: String,
     },
     Document {
-        #[serde(default)]
         source: Option<Source>,
-        #[serde(default)]
         title: Option<String>,
     },
-    #[serde(other)]
     Unknown,
 }
 
@@ -211,7 +193,7 @@ pub struct Source {
     #[serde(default)]
     pub media_type: Option<String>,
     #[serde(default)]
-    pub data: Option<String>,
+    pub data: Option<Text>,
     #[serde(default)]
     pub url: Option<String>,
     #[serde(default)]
@@ -292,12 +274,36 @@ pub struct Metadata {
 }
 
 /// Deserializes `null` as the type's default.
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub(super) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// `tool_result.content`: a string, an array of blocks, or `null`. Tool results carry most of a
+/// long conversation (file contents, command output) and are usually strings, so the value is
+/// captured raw first: a string is kept escaped as it came ([`Text`]) without being decoded, an
+/// array is then read as blocks. An error inside the array names its place from the array on
+/// (`[1].text: …`), which [`parse_request`] appends to the path of the result.
+pub(super) fn result_content<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Content<ToolResultBlock>>, D::Error> {
+    let raw: Box<str> = Box::<RawValue>::deserialize(d)?.into();
+    match raw.as_bytes().first() {
+        Some(b'"') => Ok(Some(Content::Text(text::from_quoted_raw(raw)))),
+        Some(b'n') => Ok(None),
+        Some(b'[') => {
+            let mut de = serde_json::Deserializer::from_str(&raw);
+            let blocks: Vec<ToolResultBlock> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                let path = e.path().to_string();
+                D::Error::custom(format!("{path}: {}", super::blocks::without_position(e.inner())))
+            })?;
+            Ok(Some(Content::Blocks(blocks)))
+        }
+        _ => Err(text::not_a_string(&raw, &"a string or an array of content blocks")),
+    }
 }
 
 /// Parses a Messages request body.
@@ -320,6 +326,9 @@ pub fn parse_request(body: &[u8]) -> Result<MessagesRequest, ApiError> {
         let inner = e.into_inner();
         if path.is_empty() || path == "." {
             ApiError::invalid_request(format!("invalid request body: {inner}"))
+        } else if inner.to_string().starts_with('[') {
+            // A place inside a tool result's blocks (see `result_content`).
+            ApiError::invalid_request(format!("{path}{inner}"))
         } else {
             ApiError::invalid_request(format!("{path}: {inner}"))
         }
@@ -334,24 +343,27 @@ pub fn parse_request(body: &[u8]) -> Result<MessagesRequest, ApiError> {
 impl MessagesRequest {
     /// A cheap estimate of the prompt size in tokens, used for `longcontext` routing.
     ///
-    /// Formula: `ceil(text_bytes / 4) + 1600 × images`, where `text_bytes` is the UTF-8 length
-    /// of the system prompt, every text / thinking / document text block, tool_use names and
-    /// inputs, tool_result text and tool_reference names, and every tool definition (name,
-    /// description, and the string, key and scalar content of its input schema; each scalar
-    /// counts 1 byte). Nothing is re-serialised: it is one walk over already-parsed strings,
-    /// microseconds even for a 1 MB body. Byte length over-counts non-Latin scripts a little
-    /// per character but they also use more tokens per character, so it stays in range.
+    /// Formula: `ceil(text_bytes / 4) + 1600 × images`, where `text_bytes` is the length of the
+    /// system prompt, every text / thinking / document text block, tool_use names and inputs,
+    /// tool_result text and tool_reference names, and every tool definition (name, description,
+    /// and the string, key and scalar content of its input schema; each scalar counts 1 byte).
+    /// Texts count as the client sent them, still escaped ([`Text::json_len`]: `\n` is two
+    /// bytes), so nothing is decoded or re-serialised: it is one walk over lengths, microseconds
+    /// even for a 1 MB body. Byte length over-counts non-Latin scripts a little per character
+    /// but they also use more tokens per character, so it stays in range.
     pub fn estimate_input_tokens(&self) -> u64 {
         let mut count = Count::default();
         if let Some(system) = &self.system {
             match system {
-                Content::Text(s) => count.bytes += s.len(),
-                Content::Blocks(blocks) => count.bytes += blocks.iter().map(|b| b.text.len()).sum::<usize>(),
+                Content::Text(s) => count.bytes += s.json_len(),
+                Content::Blocks(blocks) => {
+                    count.bytes += blocks.iter().map(|b| b.text.json_len()).sum::<usize>()
+                }
             }
         }
         for message in &self.messages {
             match &message.content {
-                Content::Text(s) => count.bytes += s.len(),
+                Content::Text(s) => count.bytes += s.json_len(),
                 Content::Blocks(blocks) => blocks.iter().for_each(|b| count.block(b)),
             }
         }
@@ -427,12 +439,12 @@ struct Count {
 impl Count {
     fn block(&mut self, block: &ContentBlock) {
         match block {
-            ContentBlock::Text { text } => self.bytes += text.len(),
-            ContentBlock::Thinking { thinking } => self.bytes += thinking.len(),
+            ContentBlock::Text { text } => self.bytes += text.json_len(),
+            ContentBlock::Thinking { thinking } => self.bytes += thinking.json_len(),
             ContentBlock::Image { .. } => self.images += 1,
             ContentBlock::ToolUse { name, input, .. } => self.bytes += name.len() + value_text_len(input),
             ContentBlock::ToolResult { content, .. } => match content {
-                Some(Content::Text(s)) => self.bytes += s.len(),
+                Some(Content::Text(s)) => self.bytes += s.json_len(),
                 Some(Content::Blocks(blocks)) => blocks.iter().for_each(|b| self.result_block(b)),
                 None => {}
             },
@@ -448,7 +460,7 @@ impl Count {
 
     fn result_block(&mut self, block: &ToolResultBlock) {
         match block {
-            ToolResultBlock::Text { text } => self.bytes += text.len(),
+            ToolResultBlock::Text { text } => self.bytes += text.json_len(),
             ToolResultBlock::Image { .. } => self.images += 1,
             ToolResultBlock::ToolReference { tool_name } => self.bytes += tool_name.len(),
             ToolResultBlock::Document { source, title } => {
@@ -462,17 +474,17 @@ impl Count {
     fn source(&mut self, source: Option<&Source>) {
         let Some(source) = source else { return };
         match source.kind.as_str() {
-            "text" => self.bytes += source.data.as_deref().map_or(0, str::len),
+            "text" => self.bytes += source.data.as_ref().map_or(0, Text::json_len),
             "content" => {
                 if let Some(content) = &source.content {
                     match content {
-                        Content::Text(s) => self.bytes += s.len(),
+                        Content::Text(s) => self.bytes += s.json_len(),
                         Content::Blocks(blocks) => blocks.iter().for_each(|b| self.result_block(b)),
                     }
                 }
             }
             // A base64 PDF: its text size is unknown; count the encoded size like text.
-            _ => self.bytes += source.data.as_deref().map_or(0, str::len),
+            _ => self.bytes += source.data.as_ref().map_or(0, Text::json_len),
         }
     }
 }
@@ -585,7 +597,7 @@ mod tests {
         let req = parse(body).expect("valid");
         let user = req.messages[0].content.blocks();
         assert!(
-            matches!(&user[0], ContentBlock::Image { source } if source.kind == "base64" && source.data.as_deref() == Some("AAAA"))
+            matches!(&user[0], ContentBlock::Image { source } if source.kind == "base64" && source.data.as_ref().is_some_and(|d| d == "AAAA"))
         );
         assert!(matches!(&user[1], ContentBlock::Image { source } if source.url.is_some()));
         assert!(matches!(&user[2], ContentBlock::Document { title: Some(t), .. } if t == "T"));

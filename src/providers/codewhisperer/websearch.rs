@@ -21,6 +21,7 @@
 use super::mcp::SearchHit;
 use crate::anthropic::ApiError;
 use crate::anthropic::sse::write_event;
+use crate::anthropic::text::Text;
 use crate::anthropic::types::{Content, ContentBlock, Message, MessagesRequest, Role, Tool, ToolResultBlock};
 use bytes::BytesMut;
 use serde_json::{Value, json};
@@ -87,11 +88,11 @@ pub fn direct_query(req: &MessagesRequest) -> Option<String> {
     }
     let last = req.messages.last().filter(|m| m.role == Role::User)?;
     let text: String = match &last.content {
-        Content::Text(s) => s.clone(),
+        Content::Text(s) => s.unescaped().into_owned(),
         Content::Blocks(blocks) => blocks
             .iter()
             .filter_map(|b| match b {
-                ContentBlock::Text { text } => Some(text.as_str()),
+                ContentBlock::Text { text } => Some(text.unescaped()),
                 _ => None,
             })
             .collect::<Vec<_>>()
@@ -136,7 +137,7 @@ pub enum SearchOutcome {
 pub fn append_round(req: &mut MessagesRequest, text: &str, calls: &[(SearchCall, SearchOutcome)]) {
     let mut assistant = Vec::with_capacity(calls.len() + 1);
     if !text.trim().is_empty() {
-        assistant.push(ContentBlock::Text { text: text.to_owned() });
+        assistant.push(ContentBlock::Text { text: Text::new(text) });
     }
     let mut results = Vec::with_capacity(calls.len());
     for (call, outcome) in calls {
@@ -156,7 +157,7 @@ pub fn append_round(req: &mut MessagesRequest, text: &str, calls: &[(SearchCall,
         };
         results.push(ContentBlock::ToolResult {
             tool_use_id: call.tool_use_id.clone(),
-            content: Some(Content::Blocks(vec![ToolResultBlock::Text { text }])),
+            content: Some(Content::Blocks(vec![ToolResultBlock::Text { text: Text::new(&text) }])),
             is_error,
         });
     }

@@ -50,16 +50,17 @@ pub use validate::check_kiro_body;
 
 use super::models;
 use crate::anthropic::ApiError;
+use crate::anthropic::text::TextBuf;
 use crate::anthropic::types::MessagesRequest;
 use crate::buffers;
 use bytes::Bytes;
-use serialize::StateOut;
+use serialize::{StateOut, write_state};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use turns::{
-    Side, Turn, add_message, limit_images, pair_tool_results, push_part, system_text, thinking_prefix,
+    Side, Turn, add_message, limit_images, pair_tool_results, push_raw, system_text, thinking_prefix,
     tool_specs,
 };
 
@@ -156,12 +157,14 @@ pub fn convert(req: &MessagesRequest, opts: &ConvertOptions) -> Result<Converted
     let system = system_text(req);
     let mut history: Vec<Turn> = Vec::with_capacity(turns.len() + 3);
     if prefix.is_some() || !system.is_empty() {
-        let mut text = String::with_capacity(system.len() + 128);
+        let mut text = TextBuf::with_capacity(system.raw().len() + 128);
         if let Some(prefix) = &prefix {
-            text.push_str(prefix);
+            text.push_plain(prefix);
         }
-        push_part(&mut text, &system, "\n");
-        history.push(Turn::text(Side::User, &text));
+        push_raw(&mut text, &system, "\n");
+        let mut turn = Turn::new(Side::User);
+        turn.text = text;
+        history.push(turn);
         history.push(Turn::text(Side::Assistant, SYSTEM_ACKNOWLEDGEMENT));
     }
     if turns.first().is_some_and(|t| t.side == Side::Assistant) {
@@ -186,7 +189,7 @@ pub fn convert(req: &MessagesRequest, opts: &ConvertOptions) -> Result<Converted
     let estimate = opts.input_estimate.unwrap_or_else(|| req.estimate_input_tokens());
     let mut conversation_state =
         buffers::UPSTREAM_BODIES.take(serialized_size_hint(estimate, &history, &current));
-    serde_json::to_writer(&mut *conversation_state, &state)
+    write_state(&mut conversation_state, &state)
         .map_err(|e| ApiError::invalid_request(format!("request could not be converted: {e}")))?;
     Ok(Converted {
         conversation_state: conversation_state.into_bytes(),
@@ -213,20 +216,24 @@ fn serialized_size_hint(estimate: u64, history: &[Turn<'_>], current: &Turn<'_>)
     bytes.saturating_add(bytes / 4).saturating_add(4096)
 }
 
-/// The full request body for one upstream attempt: `{"conversationState":<state>,"profileArn":…}`
-/// by byte concatenation (the state is not re-serialised). An empty ARN is omitted.
-pub fn request_body(converted: &Converted, profile_arn: Option<&str>) -> Bytes {
-    let arn = profile_arn.filter(|a| !a.is_empty());
-    let mut out =
-        buffers::UPSTREAM_BODIES.take(converted.conversation_state.len() + 48 + arn.map_or(0, str::len));
-    out.extend_from_slice(b"{\"conversationState\":");
-    out.extend_from_slice(&converted.conversation_state);
-    if let Some(arn) = arn {
-        out.extend_from_slice(b",\"profileArn\":");
-        write_json_string(&mut out, arn);
+/// The request body for one upstream attempt, in three parts:
+/// `{"conversationState":`, the state built once by [`convert`] (shared, not copied), and
+/// `,"profileArn":"…"}` (an empty ARN is omitted). The client sends the parts one after the
+/// other, so a 1 MB conversation is not copied into a second 1 MB buffer for each attempt.
+pub fn request_parts(converted: &Converted, profile_arn: Option<&str>) -> [Bytes; 3] {
+    let mut tail = Vec::with_capacity(profile_arn.map_or(0, str::len) + 20);
+    if let Some(arn) = profile_arn.filter(|a| !a.is_empty()) {
+        tail.extend_from_slice(b",\"profileArn\":");
+        write_json_string(&mut tail, arn);
     }
-    out.push(b'}');
-    out.into_bytes()
+    tail.push(b'}');
+    [Bytes::from_static(b"{\"conversationState\":"), converted.conversation_state.clone(), Bytes::from(tail)]
+}
+
+/// The parts of [`request_parts`] in one buffer: `{"conversationState":<state>,"profileArn":…}`
+/// (for tests, the benchmarks and the load harness, which send the Kiro body themselves).
+pub fn request_body(converted: &Converted, profile_arn: Option<&str>) -> Bytes {
+    request_parts(converted, profile_arn).concat().into()
 }
 
 /// Appends `s` as a JSON string literal.

@@ -2,6 +2,7 @@
 
 use super::agent_continuation_id;
 use super::turns::{Side, ToolSpec, Turn};
+use crate::anthropic::text::escape_into;
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde_json::Value;
@@ -85,17 +86,6 @@ impl Serialize for EmptyObject {
     }
 }
 
-/// `{key: value}`.
-struct Single<'k, V>(&'k str, V);
-
-impl<V: Serialize> Serialize for Single<'_, V> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry(self.0, &self.1)?;
-        m.end()
-    }
-}
-
 pub(super) struct StateOut<'s, 'a> {
     pub(super) conversation_id: &'s str,
     pub(super) model_id: &'s str,
@@ -104,118 +94,173 @@ pub(super) struct StateOut<'s, 'a> {
     pub(super) tools: &'s [ToolSpec<'a>],
 }
 
-impl Serialize for StateOut<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("conversationId", self.conversation_id)?;
-        m.serialize_entry("agentContinuationId", &agent_continuation_id(self.conversation_id))?;
-        m.serialize_entry("agentTaskType", "vibe")?;
-        m.serialize_entry("chatTriggerType", "MANUAL")?;
-        let current = UserOut { turn: self.current, model_id: self.model_id, tools: self.tools };
-        m.serialize_entry("currentMessage", &Single("userInputMessage", current))?;
-        if !self.history.is_empty() {
-            m.serialize_entry("history", &HistoryOut { turns: self.history, model_id: self.model_id })?;
-        }
-        m.end()
-    }
-}
-
-struct HistoryOut<'s, 'a> {
-    turns: &'s [Turn<'a>],
-    model_id: &'s str,
-}
-
-impl Serialize for HistoryOut<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.turns.len()))?;
-        for turn in self.turns {
+/// Writes the `conversationState` object, compact, in the key order Kiro's own clients use.
+///
+/// Written by hand rather than through serde so that the texts, kept escaped as the client
+/// sent them, are copied in without being decoded and encoded again; the JSON values (tool
+/// inputs and schemas) still go through serde_json.
+pub(super) fn write_state(out: &mut Vec<u8>, state: &StateOut<'_, '_>) -> serde_json::Result<()> {
+    let w = &mut Writer(out);
+    w.put("{");
+    w.key_plain("conversationId", state.conversation_id);
+    w.put(",");
+    w.key_plain("agentContinuationId", &agent_continuation_id(state.conversation_id));
+    w.put(",\"agentTaskType\":\"vibe\",\"chatTriggerType\":\"MANUAL\",\"currentMessage\":{\"userInputMessage\":");
+    w.user(state.current, state.model_id, state.tools)?;
+    w.put("}");
+    if !state.history.is_empty() {
+        w.put(",\"history\":[");
+        for (i, turn) in state.history.iter().enumerate() {
+            if i > 0 {
+                w.put(",");
+            }
             match turn.side {
-                Side::User => seq.serialize_element(&Single(
-                    "userInputMessage",
-                    UserOut { turn, model_id: self.model_id, tools: &[] },
-                ))?,
+                Side::User => {
+                    w.put("{\"userInputMessage\":");
+                    w.user(turn, state.model_id, &[])?;
+                }
                 Side::Assistant => {
-                    seq.serialize_element(&Single("assistantResponseMessage", AssistantOut(turn)))?
+                    w.put("{\"assistantResponseMessage\":");
+                    w.assistant(turn)?;
                 }
             }
+            w.put("}");
         }
-        seq.end()
+        w.put("]");
     }
+    w.put("}");
+    Ok(())
 }
 
-struct UserOut<'s, 'a> {
-    turn: &'s Turn<'a>,
-    model_id: &'s str,
-    tools: &'s [ToolSpec<'a>],
-}
+struct Writer<'o>(&'o mut Vec<u8>);
 
-impl Serialize for UserOut<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("content", &self.turn.text)?;
-        m.serialize_entry("modelId", self.model_id)?;
-        m.serialize_entry("origin", "AI_EDITOR")?;
-        if !self.turn.images.is_empty() {
-            m.serialize_entry("images", &self.turn.images)?;
-        }
-        if !self.tools.is_empty() || !self.turn.tool_results.is_empty() {
-            m.serialize_entry("userInputMessageContext", &ContextOut { tools: self.tools, turn: self.turn })?;
-        }
-        m.end()
+impl Writer<'_> {
+    fn put(&mut self, s: &str) {
+        self.0.extend_from_slice(s.as_bytes());
     }
-}
 
-struct ContextOut<'s, 'a> {
-    tools: &'s [ToolSpec<'a>],
-    turn: &'s Turn<'a>,
-}
-
-impl Serialize for ContextOut<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        if !self.tools.is_empty() {
-            m.serialize_entry("tools", &ToolsOut(self.tools))?;
-        }
-        if !self.turn.tool_results.is_empty() {
-            m.serialize_entry("toolResults", &self.turn.tool_results)?;
-        }
-        m.end()
+    /// `"s"`, escaped.
+    fn plain(&mut self, s: &str) {
+        self.0.push(b'"');
+        escape_into(self.0, s);
+        self.0.push(b'"');
     }
-}
 
-struct ToolsOut<'s, 'a>(&'s [ToolSpec<'a>]);
-
-impl Serialize for ToolsOut<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for tool in self.0 {
-            seq.serialize_element(&Single("toolSpecification", SpecOut(tool)))?;
-        }
-        seq.end()
+    /// `"key":"value"` with `value` escaped (keys are ccr's own and need no escaping).
+    fn key_plain(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.plain(value);
     }
-}
 
-struct SpecOut<'s, 'a>(&'s ToolSpec<'a>);
-
-impl Serialize for SpecOut<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(3))?;
-        m.serialize_entry("name", &self.0.name)?;
-        m.serialize_entry("description", &self.0.description)?;
-        m.serialize_entry("inputSchema", &Single("json", InputSchema(self.0.schema)))?;
-        m.end()
+    fn key(&mut self, key: &str) {
+        self.0.push(b'"');
+        self.put(key);
+        self.put("\":");
     }
-}
 
-struct AssistantOut<'s, 'a>(&'s Turn<'a>);
+    /// `"raw"`: already escaped content.
+    fn raw(&mut self, raw: &str) {
+        self.0.push(b'"');
+        self.put(raw);
+        self.0.push(b'"');
+    }
 
-impl Serialize for AssistantOut<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("content", &self.0.text)?;
-        if !self.0.tool_uses.is_empty() {
-            m.serialize_entry("toolUses", &self.0.tool_uses)?;
+    fn value<T: Serialize>(&mut self, value: &T) -> serde_json::Result<()> {
+        serde_json::to_writer(&mut *self.0, value)
+    }
+
+    fn user(&mut self, turn: &Turn<'_>, model_id: &str, tools: &[ToolSpec<'_>]) -> serde_json::Result<()> {
+        self.put("{");
+        self.key("content");
+        self.raw(turn.text.raw());
+        self.put(",");
+        self.key_plain("modelId", model_id);
+        self.put(",\"origin\":\"AI_EDITOR\"");
+        if !turn.images.is_empty() {
+            self.put(",\"images\":[");
+            for (i, image) in turn.images.iter().enumerate() {
+                if i > 0 {
+                    self.put(",");
+                }
+                self.put("{");
+                self.key_plain("format", image.format);
+                self.put(",\"source\":{\"bytes\":");
+                self.raw(image.source.bytes);
+                self.put("}}");
+            }
+            self.put("]");
         }
-        m.end()
+        if !tools.is_empty() || !turn.tool_results.is_empty() {
+            self.put(",\"userInputMessageContext\":{");
+            if !tools.is_empty() {
+                self.put("\"tools\":[");
+                for (i, tool) in tools.iter().enumerate() {
+                    if i > 0 {
+                        self.put(",");
+                    }
+                    self.put("{\"toolSpecification\":{");
+                    self.key_plain("name", &tool.name);
+                    self.put(",");
+                    self.key_plain("description", &tool.description);
+                    self.put(",\"inputSchema\":{\"json\":");
+                    self.value(&InputSchema(tool.schema))?;
+                    self.put("}}}");
+                }
+                self.put("]");
+            }
+            if !turn.tool_results.is_empty() {
+                if !tools.is_empty() {
+                    self.put(",");
+                }
+                self.put("\"toolResults\":[");
+                for (i, result) in turn.tool_results.iter().enumerate() {
+                    if i > 0 {
+                        self.put(",");
+                    }
+                    self.put("{");
+                    self.key_plain("toolUseId", result.tool_use_id);
+                    self.put(",\"content\":[");
+                    for (j, part) in result.content.iter().enumerate() {
+                        if j > 0 {
+                            self.put(",");
+                        }
+                        self.put("{\"text\":\"");
+                        part.text.write_raw(self.0);
+                        self.put("\"}");
+                    }
+                    self.put("],");
+                    self.key_plain("status", result.status);
+                    self.put("}");
+                }
+                self.put("]");
+            }
+            self.put("}");
+        }
+        self.put("}");
+        Ok(())
+    }
+
+    fn assistant(&mut self, turn: &Turn<'_>) -> serde_json::Result<()> {
+        self.put("{");
+        self.key("content");
+        self.raw(turn.text.raw());
+        if !turn.tool_uses.is_empty() {
+            self.put(",\"toolUses\":[");
+            for (i, tool_use) in turn.tool_uses.iter().enumerate() {
+                if i > 0 {
+                    self.put(",");
+                }
+                self.put("{");
+                self.key_plain("toolUseId", tool_use.tool_use_id);
+                self.put(",");
+                self.key_plain("name", &tool_use.name);
+                self.put(",\"input\":");
+                self.value(&tool_use.input)?;
+                self.put("}");
+            }
+            self.put("]");
+        }
+        self.put("}");
+        Ok(())
     }
 }

@@ -7,10 +7,10 @@ use super::{
     kiro_tool_name,
 };
 use crate::anthropic::ApiError;
+use crate::anthropic::text::{Text, TextBuf};
 use crate::anthropic::types::{
     Content, ContentBlock, Message, MessagesRequest, Role, Source, ThinkingKind, Tool, ToolResultBlock,
 };
-use serde::Serialize;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -25,7 +25,8 @@ pub(super) enum Side {
 #[derive(Debug)]
 pub(super) struct Turn<'a> {
     pub(super) side: Side,
-    pub(super) text: String,
+    /// Kept escaped: client texts are copied in as they came (see [`crate::anthropic::text`]).
+    pub(super) text: TextBuf,
     pub(super) images: Vec<KImage<'a>>,
     pub(super) tool_results: Vec<KToolResult<'a>>,
     pub(super) tool_uses: Vec<KToolUse<'a>>,
@@ -35,7 +36,7 @@ impl<'a> Turn<'a> {
     pub(super) fn new(side: Side) -> Self {
         Turn {
             side,
-            text: String::new(),
+            text: TextBuf::default(),
             images: Vec::new(),
             tool_results: Vec::new(),
             tool_uses: Vec::new(),
@@ -44,13 +45,13 @@ impl<'a> Turn<'a> {
 
     pub(super) fn text(side: Side, text: &str) -> Self {
         let mut turn = Turn::new(side);
-        turn.text.push_str(text);
+        turn.text.push_plain(text);
         turn
     }
 
     /// Rule 3: no empty content.
     pub(super) fn fill_empty(&mut self) {
-        if !self.text.trim().is_empty() {
+        if !self.text.is_blank() {
             return;
         }
         let placeholder = match self.side {
@@ -59,23 +60,22 @@ impl<'a> Turn<'a> {
             Side::User => CONTINUE,
         };
         self.text.clear();
-        self.text.push_str(placeholder);
+        self.text.push_plain(placeholder);
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub(super) struct KImage<'a> {
     pub(super) format: &'static str,
     pub(super) source: KImageSource<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub(super) struct KImageSource<'a> {
     pub(super) bytes: &'a str,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 pub(super) struct KToolResult<'a> {
     pub(super) tool_use_id: &'a str,
     pub(super) content: [KText<'a>; 1],
@@ -83,8 +83,8 @@ pub(super) struct KToolResult<'a> {
 }
 
 impl<'a> KToolResult<'a> {
-    fn new(tool_use_id: &'a str, text: Cow<'a, str>, is_error: bool) -> Self {
-        let text = if text.trim().is_empty() { Cow::Borrowed(EMPTY_TOOL_RESULT) } else { text };
+    fn new(tool_use_id: &'a str, text: Piece<'a>, is_error: bool) -> Self {
+        let text = if text.is_blank() { Piece::Plain(EMPTY_TOOL_RESULT) } else { text };
         KToolResult {
             tool_use_id,
             content: [KText { text }],
@@ -93,19 +93,53 @@ impl<'a> KToolResult<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub(super) struct KText<'a> {
-    pub(super) text: Cow<'a, str>,
+    pub(super) text: Piece<'a>,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// A piece of Kiro text: a client's text as it came, ccr's own words, or a mix built here.
+#[derive(Debug)]
+pub(super) enum Piece<'a> {
+    Text(&'a Text),
+    Plain(&'static str),
+    Built(TextBuf),
+}
+
+impl Piece<'_> {
+    fn is_blank(&self) -> bool {
+        match self {
+            Piece::Text(t) => t.is_blank(),
+            Piece::Plain(s) => s.trim().is_empty(),
+            Piece::Built(b) => b.is_blank(),
+        }
+    }
+
+    /// Appends the piece to `buf` (escaped as needed).
+    pub(super) fn append_to(&self, buf: &mut TextBuf) {
+        match self {
+            Piece::Text(t) => buf.push_text(t),
+            Piece::Plain(s) => buf.push_plain(s),
+            Piece::Built(b) => buf.push_raw(b.raw()),
+        }
+    }
+
+    /// The escaped content, to be written between quotes.
+    pub(super) fn write_raw(&self, out: &mut Vec<u8>) {
+        match self {
+            Piece::Text(t) => out.extend_from_slice(t.raw().as_bytes()),
+            Piece::Plain(s) => crate::anthropic::text::escape_into(out, s),
+            Piece::Built(b) => out.extend_from_slice(b.raw().as_bytes()),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub(super) struct KToolUse<'a> {
     pub(super) tool_use_id: &'a str,
     pub(super) name: Cow<'a, str>,
     pub(super) input: ToolInput<'a>,
     /// The client's name, for the case-insensitive "declared?" check.
-    #[serde(skip)]
     pub(super) original: &'a str,
 }
 
@@ -117,15 +151,37 @@ pub(super) struct ToolSpec<'a> {
     pub(super) schema: Option<&'a Value>,
 }
 
-/// Joins `part` onto `buf` with `sep` when both are non-empty.
-pub(super) fn push_part(buf: &mut String, part: &str, sep: &str) {
+/// Joins `part` (ccr's own words) onto `buf` with `sep` when both are non-empty.
+pub(super) fn push_part(buf: &mut TextBuf, part: &str, sep: &str) {
     if part.is_empty() {
         return;
     }
     if !buf.is_empty() {
-        buf.push_str(sep);
+        buf.push_plain(sep);
     }
-    buf.push_str(part);
+    buf.push_plain(part);
+}
+
+/// Joins a client's `text` onto `buf` with `sep` when both are non-empty.
+pub(super) fn push_text(buf: &mut TextBuf, text: &Text, sep: &str) {
+    if text.is_empty() {
+        return;
+    }
+    if !buf.is_empty() {
+        buf.push_plain(sep);
+    }
+    buf.push_text(text);
+}
+
+/// Joins already escaped `raw` onto `buf` with `sep` when both are non-empty.
+pub(super) fn push_raw(buf: &mut TextBuf, raw: &TextBuf, sep: &str) {
+    if raw.is_empty() {
+        return;
+    }
+    if !buf.is_empty() {
+        buf.push_plain(sep);
+    }
+    buf.push_raw(raw.raw());
 }
 
 /// Appends the text pieces of one message: blocks joined with `\n`, messages merged into one
@@ -140,28 +196,49 @@ impl TextJoiner {
         TextJoiner { first: true, after_thinking: false }
     }
 
-    fn push(&mut self, buf: &mut String, part: &str) {
-        if part.is_empty() {
-            return;
-        }
+    fn sep(&mut self) -> &'static str {
         let sep = if self.first || self.after_thinking { "\n\n" } else { "\n" };
-        push_part(buf, part, sep);
         self.first = false;
         self.after_thinking = false;
+        sep
     }
 
-    fn push_thinking(&mut self, buf: &mut String, thinking: &str) {
-        if thinking.trim().is_empty() {
+    /// A client's text.
+    fn push(&mut self, buf: &mut TextBuf, text: &Text) {
+        if !text.is_empty() {
+            let sep = self.sep();
+            push_text(buf, text, sep);
+        }
+    }
+
+    /// ccr's own words (notes, descriptions).
+    fn push_plain(&mut self, buf: &mut TextBuf, part: &str) {
+        if !part.is_empty() {
+            let sep = self.sep();
+            push_part(buf, part, sep);
+        }
+    }
+
+    /// Text built here, already escaped.
+    fn push_raw(&mut self, buf: &mut TextBuf, raw: &TextBuf) {
+        if !raw.is_empty() {
+            let sep = self.sep();
+            push_raw(buf, raw, sep);
+        }
+    }
+
+    fn push_thinking(&mut self, buf: &mut TextBuf, thinking: &Text) {
+        if thinking.is_blank() {
             return;
         }
         let sep = if self.first { "\n\n" } else { "\n" };
         if !buf.is_empty() {
-            buf.push_str(sep);
+            buf.push_plain(sep);
         }
-        buf.reserve(thinking.len() + 23);
-        buf.push_str("<thinking>");
-        buf.push_str(thinking);
-        buf.push_str("</thinking>");
+        buf.reserve(thinking.raw().len() + 23);
+        buf.push_plain("<thinking>");
+        buf.push_text(thinking);
+        buf.push_plain("</thinking>");
         self.first = false;
         self.after_thinking = true;
     }
@@ -195,13 +272,13 @@ pub(super) fn add_message<'a>(
         match (side, block) {
             (_, ContentBlock::Text { text }) => joiner.push(&mut turn.text, text),
             (_, ContentBlock::Document { source, title }) => {
-                let mut text = String::new();
+                let mut text = TextBuf::default();
                 document_text(source.as_ref(), title.as_deref(), &mut text);
-                joiner.push(&mut turn.text, &text);
+                joiner.push_raw(&mut turn.text, &text);
             }
             (Side::User, ContentBlock::Image { source }) => match image(source) {
                 Ok(image) => turn.images.push(image),
-                Err(Some(note)) => joiner.push(&mut turn.text, &note),
+                Err(Some(note)) => joiner.push_plain(&mut turn.text, &note),
                 Err(None) => {}
             },
             (Side::User, ContentBlock::ToolResult { tool_use_id, content, is_error }) => {
@@ -222,7 +299,7 @@ pub(super) fn add_message<'a>(
                 block @ (ContentBlock::ServerToolUse { .. } | ContentBlock::WebSearchToolResult { .. }),
             ) => {
                 if let Some(text) = super::super::websearch::history_text(block) {
-                    joiner.push(&mut turn.text, &text);
+                    joiner.push_plain(&mut turn.text, &text);
                 }
             }
             // Images and results in assistant turns, tool uses and thinking in user turns, redacted
@@ -286,7 +363,8 @@ pub(super) fn image(source: &Source) -> Result<KImage<'_>, Option<String>> {
     if let Some(url) = source.url.as_deref().filter(|_| source.kind == "url") {
         return Err(Some(format!("[Image: {url}]")));
     }
-    let data = source.data.as_deref().unwrap_or("");
+    // Base64 has nothing to escape: the raw JSON text is the data.
+    let data = source.data.as_ref().map_or("", Text::raw);
     // `data:image/png;base64,AAAA` carries its own media type.
     let (url_media, bytes) = match data.strip_prefix("data:").and_then(|rest| rest.split_once(',')) {
         Some((meta, bytes)) => (meta.split(';').next(), bytes),
@@ -308,11 +386,11 @@ pub(super) fn image(source: &Source) -> Result<KImage<'_>, Option<String>> {
 pub(super) fn tool_result_text<'a>(
     content: Option<&'a Content<ToolResultBlock>>,
     images: &mut Vec<KImage<'a>>,
-) -> Cow<'a, str> {
+) -> Piece<'a> {
     if let Some(Content::Blocks(blocks)) = content
         && blocks.iter().any(|b| matches!(b, ToolResultBlock::Image { .. }))
     {
-        let mut out = String::new();
+        let mut out = TextBuf::default();
         for block in blocks {
             match block {
                 ToolResultBlock::Image { source } => match image(source) {
@@ -326,27 +404,27 @@ pub(super) fn tool_result_text<'a>(
                 other => result_block_text(other, &mut out),
             }
         }
-        return Cow::Owned(out);
+        return Piece::Built(out);
     }
     match content {
-        None => Cow::Borrowed(""),
-        Some(Content::Text(s)) => Cow::Borrowed(s),
+        None => Piece::Plain(""),
+        Some(Content::Text(s)) => Piece::Text(s),
         Some(Content::Blocks(blocks)) => match blocks.as_slice() {
-            [ToolResultBlock::Text { text }] => Cow::Borrowed(text),
+            [ToolResultBlock::Text { text }] => Piece::Text(text),
             _ => {
-                let mut out = String::new();
+                let mut out = TextBuf::default();
                 for block in blocks {
                     result_block_text(block, &mut out);
                 }
-                Cow::Owned(out)
+                Piece::Built(out)
             }
         },
     }
 }
 
-pub(super) fn result_block_text(block: &ToolResultBlock, out: &mut String) {
+pub(super) fn result_block_text(block: &ToolResultBlock, out: &mut TextBuf) {
     match block {
-        ToolResultBlock::Text { text } => push_part(out, text, "\n"),
+        ToolResultBlock::Text { text } => push_text(out, text, "\n"),
         ToolResultBlock::Image { source } => {
             let media = source.media_type.as_deref().unwrap_or("unknown type");
             let note = match source.url.as_deref() {
@@ -359,9 +437,9 @@ pub(super) fn result_block_text(block: &ToolResultBlock, out: &mut String) {
             push_part(out, &format!("[Tool reference: {tool_name}]"), "\n");
         }
         ToolResultBlock::Document { source, title } => {
-            let mut text = String::new();
+            let mut text = TextBuf::default();
             document_text(source.as_ref(), title.as_deref(), &mut text);
-            push_part(out, &text, "\n");
+            push_raw(out, &text, "\n");
         }
         ToolResultBlock::ToolReference { .. } | ToolResultBlock::Unknown => {}
     }
@@ -369,7 +447,7 @@ pub(super) fn result_block_text(block: &ToolResultBlock, out: &mut String) {
 
 /// A document block as text: plain-text and nested-content documents inline (with their title),
 /// URL documents by address, binary ones (PDF) as a note.
-pub(super) fn document_text(source: Option<&Source>, title: Option<&str>, out: &mut String) {
+pub(super) fn document_text(source: Option<&Source>, title: Option<&str>, out: &mut TextBuf) {
     let title = title.filter(|t| !t.is_empty());
     let Some(source) = source else {
         if let Some(title) = title {
@@ -382,11 +460,11 @@ pub(super) fn document_text(source: Option<&Source>, title: Option<&str>, out: &
             if let Some(title) = title {
                 push_part(out, &format!("Document: {title}"), "\n");
             }
-            if let Some(data) = source.data.as_deref() {
-                push_part(out, data, "\n");
+            if let Some(data) = &source.data {
+                push_text(out, data, "\n");
             }
             match &source.content {
-                Some(Content::Text(s)) => push_part(out, s, "\n"),
+                Some(Content::Text(s)) => push_text(out, s, "\n"),
                 Some(Content::Blocks(blocks)) => blocks.iter().for_each(|b| result_block_text(b, out)),
                 None => {}
             }
@@ -404,16 +482,20 @@ pub(super) fn document_text(source: Option<&Source>, title: Option<&str>, out: &
 }
 
 /// The top-level system prompt, blocks joined with `\n`.
-pub(super) fn system_text(req: &MessagesRequest) -> Cow<'_, str> {
+pub(super) fn system_text(req: &MessagesRequest) -> TextBuf {
     match &req.system {
-        None => Cow::Borrowed(""),
-        Some(Content::Text(s)) => Cow::Borrowed(s),
+        None => TextBuf::default(),
+        Some(Content::Text(s)) => {
+            let mut out = TextBuf::with_capacity(s.raw().len());
+            out.push_text(s);
+            out
+        }
         Some(Content::Blocks(blocks)) => {
-            let mut out = String::with_capacity(blocks.iter().map(|b| b.text.len() + 1).sum());
+            let mut out = TextBuf::with_capacity(blocks.iter().map(|b| b.text.raw().len() + 2).sum());
             for block in blocks {
-                push_part(&mut out, &block.text, "\n");
+                push_text(&mut out, &block.text, "\n");
             }
-            Cow::Owned(out)
+            out
         }
     }
 }
@@ -461,7 +543,7 @@ pub(super) fn pair_tool_results<'a>(history: &mut [Turn<'a>], current: &mut Turn
                 }
                 let mut answered: HashSet<&'a str> = HashSet::new();
                 let results = std::mem::take(&mut turn.tool_results);
-                let mut orphan_text = String::new();
+                let mut orphan_text = TextBuf::default();
                 for result in results {
                     let id = result.tool_use_id;
                     if pending.contains(&id) {
@@ -471,23 +553,17 @@ pub(super) fn pair_tool_results<'a>(history: &mut [Turn<'a>], current: &mut Turn
                     } else if orphans_seen.insert(id) {
                         let status = if result.status == "error" { " (error)" } else { "" };
                         let [KText { text }] = result.content;
-                        push_part(
-                            &mut orphan_text,
-                            &format!("[Tool result for {id}{status}]\n{text}"),
-                            "\n\n",
-                        );
+                        let mut part = TextBuf::plain(&format!("[Tool result for {id}{status}]\n"));
+                        text.append_to(&mut part);
+                        push_raw(&mut orphan_text, &part, "\n\n");
                     }
                 }
                 for id in pending.drain(..) {
                     if !answered.contains(id) {
-                        turn.tool_results.push(KToolResult::new(
-                            id,
-                            Cow::Borrowed(MISSING_TOOL_RESULT),
-                            true,
-                        ));
+                        turn.tool_results.push(KToolResult::new(id, Piece::Plain(MISSING_TOOL_RESULT), true));
                     }
                 }
-                push_part(&mut turn.text, &orphan_text, "\n\n");
+                push_raw(&mut turn.text, &orphan_text, "\n\n");
             }
         }
     }
