@@ -12,7 +12,7 @@ pub use json_call::JsonCall;
 
 use super::Prepared;
 use super::answer::Answer;
-use super::convert::{Converted, request_body};
+use super::convert::{Converted, request_parts};
 pub(crate) use super::decode::EventStream;
 pub(crate) use super::error::{UpstreamError, UpstreamErrorKind, classify_status, is_bearer_invalid};
 use super::event::KiroEvent;
@@ -161,12 +161,13 @@ impl CodeWhispererClient {
 
     /// POST the body once.
     async fn post(&self, converted: &Converted, credential: &Credential) -> Result<Posted, UpstreamError> {
-        let body = request_body(converted, credential.profile_arn.as_deref());
+        let body = PartsBody::new(request_parts(converted, credential.profile_arn.as_deref()));
         let url = format!("{}/generateAssistantResponse", self.api_base);
         let request = self
             .decorate(self.http.post(&url), credential)
             .header("content-type", "application/json")
-            .body(body);
+            .header("content-length", body.remaining)
+            .body(reqwest::Body::wrap(body));
         let response = request.send().await.map_err(|e| transport_error(&e))?;
         let status = response.status().as_u16();
         if status == 200 {
@@ -290,6 +291,45 @@ fn broken(e: &reqwest::Error) -> UpstreamError {
         UpstreamErrorKind::Protocol,
         format!("upstream stream broke: {}", describe_transport(e)),
     )
+}
+
+/// A request body sent as a few shared buffers, one after the other, with its exact length (so
+/// the request carries a `Content-Length`, and hyper writes the parts with one vectored write
+/// instead of copying them into one buffer).
+struct PartsBody {
+    parts: std::collections::VecDeque<bytes::Bytes>,
+    remaining: u64,
+}
+
+impl PartsBody {
+    fn new(parts: [bytes::Bytes; 3]) -> PartsBody {
+        let remaining = parts.iter().map(|p| p.len() as u64).sum();
+        PartsBody { parts: parts.into_iter().filter(|p| !p.is_empty()).collect(), remaining }
+    }
+}
+
+impl http_body::Body for PartsBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let next = self.parts.pop_front();
+        if let Some(part) = &next {
+            self.remaining -= part.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|part| Ok(http_body::Frame::data(part))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 #[cfg(test)]
