@@ -784,13 +784,14 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
 fn print_row(row: &Row, header: bool) {
     if header {
         println!(
-            "{:<22} {:<10} {:>3}  {:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
-            "body", "mode", "c", "path", "req/s", "p50 ms", "p99 ms", "ttfb p50", "ttfb p99", "n"
+            "{:<22} {:<10} {:>3}  {:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9}",
+            "body", "mode", "c", "path", "req/s", "p50 ms", "p99 ms", "ttfb p50", "ttfb p99", "n", "floor"
         );
     }
+    // The floor column: p50 above the bare forwarder's (the floor of one more hop) in the same cell.
     let line = |path: Route, f: &Figures| {
         println!(
-            "{:<22} {:<10} {:>3}  {:<6} {:>9.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7}",
+            "{:<22} {:<10} {:>3}  {:<6} {:>9.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7} {:>+9.3}",
             row.body,
             row.mode.label(),
             row.concurrency,
@@ -800,7 +801,8 @@ fn print_row(row: &Row, header: bool) {
             f.p99,
             f.ttfb_p50,
             f.ttfb_p99,
-            f.count
+            f.count,
+            f.p50 - row.bare.p50
         );
     };
     line(Route::Direct, &row.direct);
@@ -826,6 +828,7 @@ fn print_row(row: &Row, header: bool) {
     };
     ratio("bare/d", &row.bare, &row.direct);
     ratio("ccr/d", &row.ccr, &row.direct);
+    ratio("ccr/b", &row.ccr, &row.bare);
     if let Some(redis) = &row.redis {
         ratio("redis/c", redis, &row.ccr);
     }
@@ -877,6 +880,44 @@ fn print_targets(rows: &[Row], idle_rss: u64, streams_hwm: Option<u64>) {
             "  RSS with {MEMORY_STREAMS} streams < 64 MiB                   {}  {}",
             mib(hwm),
             verdict(hwm < 64 * 1024)
+        );
+    }
+    println!("targets against the floor (ccr ÷ or − the bare forwarder, same cell):");
+    for mode in [Mode::NonStreaming, Mode::Streaming] {
+        if let Some(r) = find(true, mode, 1) {
+            let over = r.ccr.p50 - r.bare.p50;
+            println!(
+                "  1 MB {:<10} c=1: p50 within 1.0 ms of the floor   +{over:.3} ms  {}",
+                mode.label(),
+                verdict(over <= 1.0)
+            );
+        }
+    }
+    for mode in [Mode::NonStreaming, Mode::Streaming] {
+        if let Some(r) = find(true, mode, 32) {
+            let ratio = r.ccr.rps / r.bare.rps;
+            println!(
+                "  1 MB {:<10} c=32: throughput >= 0.8 x the floor  {ratio:.2} x  {}",
+                mode.label(),
+                verdict(ratio >= 0.8)
+            );
+        }
+    }
+    for mode in [Mode::NonStreaming, Mode::Streaming] {
+        if let Some(r) = find(false, mode, 1) {
+            let over = r.ccr.p50 - r.bare.p50;
+            println!(
+                "  small {:<10} c=1: p50 within 0.1 ms of the floor  +{over:.3} ms  {}",
+                mode.label(),
+                verdict(over <= 0.1)
+            );
+        }
+    }
+    if let Some(r) = find(false, Mode::Streaming, 32) {
+        let ratio = r.ccr.rps / r.bare.rps;
+        println!(
+            "  small stream c=32: throughput >= 0.9 x the floor      {ratio:.2} x  {}",
+            verdict(ratio >= 0.9)
         );
     }
 }
