@@ -493,17 +493,67 @@ impl Balancer {
 
     /// Records a usage check's result (see the usage poller).
     pub fn record_usage(&self, id: &str, result: Result<crate::usage::UsageReport, UsageProblem>) {
+        let polled = result.is_ok();
         if self.lock().record_usage(id, result, Instant::now()) {
+            if polled {
+                self.publish_usage(id);
+            }
             self.publish_changes();
             self.bump();
             self.released.notify_waiters();
         }
     }
 
-    /// Adds the credits an answer's `meteringEvent` reported to provider `id`'s usage.
+    /// Adds the credits an answer's `meteringEvent` reported to provider `id`'s usage (and to
+    /// the pool's, when shared).
     pub fn record_metering(&self, id: &str, credits: f64) {
-        self.lock().record_metering(id, credits, Instant::now());
+        let counted = self.lock().record_metering(id, credits, Instant::now());
+        if counted && let Some(pool) = self.shared_pool() {
+            pool.meter(id, credits);
+        }
+        self.publish_changes();
         self.bump();
+    }
+
+    /// Hands provider `id`'s usage report to the shared pool, fresh for its poll interval.
+    fn publish_usage(&self, id: &str) {
+        let Some(pool) = self.shared_pool() else { return };
+        let usage = {
+            let st = self.lock();
+            st.provider(id).and_then(|p| {
+                let fresh_for = p.spec.usage?.refresh_interval;
+                let u = p.account.usage.as_ref()?;
+                Some((
+                    shared::PoolUsage { report: u.report.clone(), checked_at: u.checked_at, metered: u.metered },
+                    fresh_for,
+                ))
+            })
+        };
+        if let Some((usage, fresh_for)) = usage {
+            pool.publish_usage(id, usage, fresh_for);
+        }
+    }
+
+    /// Sets provider `id`'s usage as the shared pool knows it (the store's sync): a newer poll
+    /// than this instance's replaces it, and the pool's metered credits since the same poll
+    /// count when they are more than this instance's own.
+    pub fn set_pool_usage(&self, id: &str, usage: shared::PoolUsage) {
+        if self.lock().adopt_pool_usage(id, usage, Instant::now()) {
+            self.publish_changes();
+            self.bump();
+            self.released.notify_waiters();
+        }
+    }
+
+    /// Shared pools only: how long provider `id`'s last usage report (polled by any instance)
+    /// stays fresh, so that the usage poller need not ask again. `None`: poll as usual.
+    pub fn pool_usage_fresh_for(&self, id: &str) -> Option<Duration> {
+        self.shared_pool()?;
+        let st = self.lock();
+        let p = st.provider(id)?;
+        let interval = p.spec.usage?.refresh_interval;
+        let age = (chrono::Utc::now() - p.account.usage.as_ref()?.checked_at).to_std().unwrap_or_default();
+        interval.checked_sub(age).filter(|left| !left.is_zero())
     }
 
     /// Sets provider `id`'s model list (protocol notes §7.2); `None` falls back to the tier rule.

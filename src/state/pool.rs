@@ -11,14 +11,19 @@
 //! | `suspended:{id}`, `login:{id}`, `drain:{id}` | `1` | [`FLAG_TTL`] |
 //! | `open:{id}` | when the half-open probe may go (ms, Redis clock) | the reset timeout + [`OPEN_GRACE`] |
 //! | `probe:{id}` | the member sending the pool's one probe | [`PROBE_TTL`] |
+//! | `usage:{id}` | the last usage poll's report (JSON, [`UsageRecord`]) | the account's `usage.refreshInterval` |
+//! | `metered:{id}` | credits metered by every instance since that poll | the same as `usage:{id}` |
 //!
 //! The pick costs one round trip ([`ACQUIRE`]); everything else runs in the background.
 
 use super::RedisLink;
 use crate::balancer::Balancer;
 use crate::balancer::shared::{
-    AcquireRequest, Acquired, BoxFuture, PoolView, ProbeEnd, Publication, SharedPool,
+    AcquireRequest, Acquired, BoxFuture, PoolUsage, PoolView, ProbeEnd, Publication, SharedPool,
 };
+use crate::usage::UsageReport;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use redis::Script;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,16 +141,17 @@ return 1
 });
 
 /// The pool's view of every account. KEYS: per account cool, quota, suspended, login, drain,
-/// open, lease (7 each). Answers 7 numbers per account: cool ms, quota ms, suspended, login,
-/// drain, open ms left, live leases.
+/// open, lease, usage, metered ([`SYNC_KEYS`] each). Answers per account: cool ms, quota ms,
+/// suspended, login, drain, open ms left, live leases (numbers), then the usage report and the
+/// metered credits (strings, nil when absent).
 static SYNC: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
-for i = 0, #KEYS / 7 - 1 do
-  local k = i * 7
+for i = 0, #KEYS / 9 - 1 do
+  local k = i * 9
   out[#out + 1] = redis.call('PTTL', KEYS[k + 1])
   out[#out + 1] = redis.call('PTTL', KEYS[k + 2])
   out[#out + 1] = redis.call('EXISTS', KEYS[k + 3])
@@ -157,11 +163,92 @@ for i = 0, #KEYS / 7 - 1 do
   if left < 0 then left = 0 end
   out[#out + 1] = left
   out[#out + 1] = redis.call('ZCOUNT', KEYS[k + 7], now, '+inf')
+  out[#out + 1] = redis.call('GET', KEYS[k + 8])
+  out[#out + 1] = redis.call('GET', KEYS[k + 9])
 end
 return out
 ",
     )
 });
+
+/// The keys [`SYNC`] reads per account, in order.
+const SYNC_KEYS: [&str; 9] = ["cool", "quota", "suspended", "login", "drain", "open", "lease", "usage", "metered"];
+
+/// A usage poll published. KEYS: usage, metered. ARGV: the record (JSON), its `checkedAt`, TTL
+/// ms. A newer poll already there wins; a new one starts the metered credits again.
+static PUBLISH_USAGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, old = pcall(cjson.decode, cur)
+  if ok and type(old) == 'table' and tonumber(old.checkedAt) and tonumber(old.checkedAt) > tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[3]))
+redis.call('DEL', KEYS[2])
+return 1
+",
+    )
+});
+
+/// Metered credits added. KEYS: usage, metered. ARGV: credits. Counted only while the pool has
+/// a report, and kept as long as it.
+static METER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+redis.call('INCRBYFLOAT', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
+",
+    )
+});
+
+/// A usage report as the pool keeps it under `usage:{id}` (times in ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageRecord {
+    pub used: f64,
+    pub limit: f64,
+    #[serde(default)]
+    pub reset_at: Option<i64>,
+    #[serde(default)]
+    pub tier: Option<String>,
+    pub checked_at: i64,
+}
+
+impl UsageRecord {
+    fn of(usage: &PoolUsage) -> UsageRecord {
+        UsageRecord {
+            used: usage.report.used,
+            limit: usage.report.limit,
+            reset_at: usage.report.reset_at.map(|t| t.timestamp_millis()),
+            tier: usage.report.tier.clone(),
+            checked_at: usage.checked_at.timestamp_millis(),
+        }
+    }
+
+    /// The pool's usage from the record and the metered credits (`None` for junk).
+    fn usage(&self, metered: f64) -> Option<PoolUsage> {
+        let finite = |x: f64| x.is_finite() && x >= 0.0;
+        if !finite(self.used) || !finite(self.limit) {
+            return None;
+        }
+        Some(PoolUsage {
+            report: UsageReport {
+                used: self.used,
+                limit: self.limit,
+                reset_at: self.reset_at.and_then(DateTime::<Utc>::from_timestamp_millis),
+                tier: self.tier.clone(),
+            },
+            checked_at: DateTime::<Utc>::from_timestamp_millis(self.checked_at)?,
+            metered: if finite(metered) { metered } else { 0.0 },
+        })
+    }
+}
 
 /// Leases renewed. KEYS: lease. ARGV: ttl ms, members….
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
@@ -224,23 +311,32 @@ impl RedisPool {
         }
         let mut invocation = SYNC.prepare_invoke();
         for id in ids {
-            for kind in ["cool", "quota", "suspended", "login", "drain", "open", "lease"] {
+            for kind in SYNC_KEYS {
                 invocation.key(self.keys(kind, id));
             }
         }
         let read_at = Instant::now();
         let Some(values) = self
             .link
-            .run_background(|mut c| async move { invocation.invoke_async::<Vec<i64>>(&mut c).await })
+            .run_background(|mut c| async move {
+                invocation.invoke_async::<Vec<redis::Value>>(&mut c).await
+            })
             .await
         else {
             return false;
         };
         let now = Instant::now();
         let at = |left: i64| (left > 0).then(|| now + Duration::from_millis(left.unsigned_abs()));
-        for (id, v) in ids.iter().zip(values.chunks_exact(7)) {
+        for (id, raw) in ids.iter().zip(values.chunks_exact(SYNC_KEYS.len())) {
+            let v: Vec<i64> = raw[..7].iter().map(|v| int(Some(v))).collect();
             let own = self.live().get(id).map_or(0, HashSet::len);
             let leases = usize::try_from(v[6]).unwrap_or(0);
+            if let Some(record) = text(&raw[7]).and_then(|t| serde_json::from_str::<UsageRecord>(&t).ok()) {
+                let metered = text(&raw[8]).and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
+                if let Some(usage) = record.usage(metered) {
+                    balancer.set_pool_usage(id, usage);
+                }
+            }
             balancer.set_pool_view(
                 id,
                 PoolView {
@@ -386,7 +482,42 @@ fn parse_acquire(reply: &[redis::Value], ticket: u64) -> Acquired {
     }
 }
 
+impl RedisPool {
+    /// Runs `invocation` in the background (fire and forget).
+    fn spawn_script(&self, invocation: redis::ScriptInvocation<'static>) {
+        let link = self.link.clone();
+        tokio::spawn(async move {
+            link.run_background(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await }).await;
+        });
+    }
+}
+
 impl SharedPool for RedisPool {
+    fn publish_usage(&self, provider: &str, usage: PoolUsage, fresh_for: Duration) {
+        if !self.link.is_connected() {
+            return;
+        }
+        let record = UsageRecord::of(&usage);
+        let Ok(json) = serde_json::to_string(&record) else { return };
+        let mut invocation = PUBLISH_USAGE.prepare_invoke();
+        invocation
+            .key(self.keys("usage", provider))
+            .key(self.keys("metered", provider))
+            .arg(json)
+            .arg(record.checked_at)
+            .arg(ms(fresh_for).max(1));
+        self.spawn_script(invocation);
+    }
+
+    fn meter(&self, provider: &str, credits: f64) {
+        if !self.link.is_connected() || !credits.is_finite() || credits <= 0.0 {
+            return;
+        }
+        let mut invocation = METER.prepare_invoke();
+        invocation.key(self.keys("usage", provider)).key(self.keys("metered", provider)).arg(credits);
+        self.spawn_script(invocation);
+    }
+
     fn acquire(&self, req: AcquireRequest) -> BoxFuture<'_, Acquired> {
         Box::pin(self.acquire_inner(req))
     }
