@@ -394,3 +394,166 @@ async fn an_unreachable_redis_fails_no_request() {
     instance.shutdown().await;
     pool.shutdown().await;
 }
+
+async fn providers_health(two: &Two, via: &Running) -> Value {
+    let r = two.http.get(format!("{}/health/providers", via.base_url())).send().await.expect("health");
+    r.json().await.expect("json")
+}
+
+/// Polls `/health/providers` of `via` (up to 10 s) until `cond` holds.
+async fn wait_providers(two: &Two, via: &Running, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let v = providers_health(two, via).await;
+        if cond(&v) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}: {}", providers_health(two, via).await);
+}
+
+/// A usage poll by one instance is the pool's: the other shows it without polling, and every
+/// instance's metered credits raise the credits used both show. The model lists one instance
+/// fetched serve the other's `/v1/models`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn usage_and_model_lists_are_the_pools() {
+    let redis = redis();
+    let builder = SimPool::builder()
+        .provider_defaults(json!({"firstByteTimeout": 5000, "idleTimeout": 5000,
+            "usage": {"enabled": true, "refreshInterval": 600000}}))
+        .account("solo", Account::new().sim(sim(0)))
+        .rule("default", json!({"providers": ["solo"]}));
+    let two = two(builder, &redis, |_, _| {}).await;
+    let upstream = two.pool.upstream("solo").unwrap().clone();
+    // Both instances poll once at start (nothing is in the pool yet).
+    for via in [&two.a, &two.b] {
+        wait_providers(&two, via, "the start poll", |v| v["providers"]["solo"]["usage"]["limit"].is_number())
+            .await;
+    }
+    upstream.set_account(Some(ccr::demo::account::SimAccount::new("KIRO PRO", 1234.0, 100.0)));
+    let polls = upstream.stats().usage_limits;
+    // A checks the account; B shows A's report without asking the account itself.
+    two.a.runtime.balancer.apply(ccr::balancer::Command::CheckUsage("solo".into())).unwrap();
+    let v = wait_providers(&two, &two.b, "A's poll on B", |v| {
+        v["providers"]["solo"]["usage"]["limit"] == json!(1234.0)
+    })
+    .await;
+    assert_eq!(v["providers"]["solo"]["usage"]["used"], json!(100.0));
+    assert_eq!(v["providers"]["solo"]["usage"]["tier"], "KIRO PRO");
+    assert_eq!(upstream.stats().usage_limits, polls + 1, "one poll, by A");
+    // Answers through A are metered; B's credits used follow.
+    for i in 0..3 {
+        let (status, _, body) = two.post(&two.a, &main_turn(&format!("hello {i}"), false), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let sim_used = upstream.account().unwrap().total_used();
+    assert!(sim_used > 100.0, "the answers cost credits");
+    let close = |v: &Value| {
+        v["providers"]["solo"]["usage"]["used"].as_f64().is_some_and(|u| (u - sim_used).abs() < 1e-6)
+    };
+    wait_providers(&two, &two.b, "A's metering on B", close).await;
+    assert!(close(&providers_health(&two, &two.a).await), "A counts its own metering once");
+    assert_eq!(upstream.stats().usage_limits, polls + 1, "metering, not polling");
+    let status: Value =
+        two.http.get(format!("{}/status", two.b.base_url())).send().await.unwrap().json().await.unwrap();
+    let pool_wide = status["state"]["poolWide"].to_string();
+    assert!(pool_wide.contains("providers[].usage") && pool_wide.contains("model lists"), "{pool_wide}");
+
+    // Model lists: fetched by A, read from the pool by B.
+    let models_a: Value =
+        two.http.get(format!("{}/v1/models", two.a.base_url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(upstream.stats().list_models, 1);
+    // The list reaches Redis in the background.
+    for _ in 0..100 {
+        if redis.command("EXISTS t:models:solo").unwrap().contains(":1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let models_b: Value =
+        two.http.get(format!("{}/v1/models", two.b.base_url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(models_b, models_a);
+    assert!(models_b["data"].as_array().is_some_and(|d| !d.is_empty()), "{models_b}");
+    assert_eq!(upstream.stats().list_models, 1, "B did not ask the account");
+    two.shutdown().await;
+}
+
+/// An account failing until its breaker opens: after the open interval exactly one request
+/// reaches it across both instances (the pool's half-open probe), and its success closes the
+/// breaker for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn the_half_open_probe_is_one_for_the_pool() {
+    let redis = redis();
+    let reset_ms = 1500;
+    let builder = SimPool::builder()
+        .provider_defaults(json!({"firstByteTimeout": 5000, "idleTimeout": 5000, "usage": {"enabled": false}}))
+        .account(
+            "a",
+            Account::new().sim(sim(0)).provider(
+                json!({"circuitBreaker": {"failureThreshold": 2, "resetTimeout": reset_ms, "monitoringPeriod": 60000}}),
+            ),
+        )
+        .account("b", Account::new().sim(sim(1)))
+        .rule(
+            "default",
+            json!({"providers": ["a", "b"], "loadBalancing": {"strategy": "round-robin", "failover": true}}),
+        );
+    let two = Arc::new(two(builder, &redis, |_, _| {}).await);
+    let up_a = two.pool.upstream("a").unwrap().clone();
+    up_a.set_error_kind(ErrorKind::Status500);
+    up_a.set_error_rate(1.0);
+    // Through A until A's breaker of `a` opens (every request fails over to `b`).
+    let open = |v: &Value| v["providers"]["a"]["blocked"].to_string().contains("breaker_open");
+    for i in 0..10 {
+        let (status, _, body) = two.post(&two.a, &lone_turn(&format!("fail {i}")), None).await;
+        assert_eq!(status, 200, "{body}");
+        if open(&providers_health(&two, &two.a).await) {
+            break;
+        }
+    }
+    assert!(open(&providers_health(&two, &two.a).await), "A opened the breaker");
+    wait_providers(&two, &two.b, "the open breaker on B", open).await;
+    let before = up_a.stats().generate;
+    // `a` works again but answers slowly, so that every request of the burst below arrives
+    // while the probe is still in flight.
+    up_a.set_error_rate(0.0);
+    up_a.set_latency(Duration::from_millis(1500));
+    // Past the open interval (the pool's key holds when the probe may go).
+    tokio::time::sleep(Duration::from_millis(reset_ms + 300)).await;
+    let mut burst = Vec::new();
+    for i in 0..8 {
+        let two = two.clone();
+        burst.push(tokio::spawn(async move {
+            let via = if i % 2 == 0 { &two.a } else { &two.b };
+            two.post(via, &lone_turn(&format!("burst {i}")), None).await
+        }));
+    }
+    let mut served_by_a = 0;
+    for t in burst {
+        let (status, headers, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        served_by_a += usize::from(provider(&headers) == "a");
+    }
+    assert_eq!(up_a.stats().generate - before, 1, "one probe reached `a` for the pool");
+    assert_eq!(served_by_a, 1, "the probe's answer");
+    // The probe succeeded: `a` serves again through both instances.
+    up_a.set_latency(Duration::ZERO);
+    for via in [&two.a, &two.b] {
+        let mut reached = false;
+        for i in 0..6 {
+            let (status, headers, body) = two.post(via, &lone_turn(&format!("after {i}")), None).await;
+            assert_eq!(status, 200, "{body}");
+            if provider(&headers) == "a" {
+                reached = true;
+                break;
+            }
+        }
+        assert!(reached, "{} sends to `a` again", via.base_url());
+        let v = providers_health(&two, via).await;
+        assert_eq!(v["providers"]["a"]["blocked"], json!([]), "{}", v["providers"]["a"]);
+    }
+    assert!(redis.command("EXISTS t:open:a").unwrap().contains(":0"), "closed for the pool");
+    Arc::into_inner(two).expect("tasks done").shutdown().await;
+}
