@@ -140,7 +140,9 @@ fn lone_turn(text: &str) -> Value {
 #[ignore = "needs redis-server"]
 async fn a_conversation_bound_through_one_process_is_served_by_the_same_account_through_the_other() {
     let builder = SimPool::builder()
-        .provider_defaults(json!({"firstByteTimeout": 5000, "idleTimeout": 5000, "usage": {"enabled": false}}))
+        .provider_defaults(
+            json!({"firstByteTimeout": 5000, "idleTimeout": 5000, "usage": {"enabled": false}}),
+        )
         .account("a", Account::new().sim(sim(0)))
         .account("b", Account::new().sim(sim(1)))
         .rule(
@@ -173,7 +175,9 @@ async fn a_conversation_bound_through_one_process_is_served_by_the_same_account_
 async fn a_process_killed_mid_stream_gives_its_lease_back_within_lease_ttl() {
     let slow = SimOptions { chunk_delay: Duration::from_millis(50), ..sim(0) };
     let builder = SimPool::builder()
-        .provider_defaults(json!({"firstByteTimeout": 5000, "idleTimeout": 5000, "usage": {"enabled": false}}))
+        .provider_defaults(
+            json!({"firstByteTimeout": 5000, "idleTimeout": 5000, "usage": {"enabled": false}}),
+        )
         .account("solo", Account::new().sim(slow).provider(json!({"maxConcurrentRequests": 1})))
         .rule("default", json!({"providers": ["solo"]}));
     let mut s = setup(builder).await;

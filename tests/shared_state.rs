@@ -212,6 +212,16 @@ async fn a_429_seen_by_one_instance_cools_the_account_for_both() {
         .await
         .unwrap();
     assert_eq!(health["providers"]["a"]["blocked"], json!(["cooling_down"]), "{}", health["providers"]["a"]);
+    // The operator's reset through B ends the cooldown for the pool, A's own one included.
+    two.b.runtime.balancer.apply(ccr::balancer::Command::ResetBreaker("a".into())).unwrap();
+    wait_providers(&two, &two.a, "the reset on A", |v| v["providers"]["a"]["blocked"] == json!([])).await;
+    let mut reached = false;
+    for _ in 0..4 {
+        let (status, headers, body) = two.post(&two.a, &lone_turn("hi"), None).await;
+        assert_eq!(status, 200, "{body}");
+        reached |= provider(&headers) == "a";
+    }
+    assert!(reached, "A sends to `a` again");
     two.shutdown().await;
 }
 
@@ -556,4 +566,76 @@ async fn the_half_open_probe_is_one_for_the_pool() {
     }
     assert!(redis.command("EXISTS t:open:a").unwrap().contains(":0"), "closed for the pool");
     Arc::into_inner(two).expect("tasks done").shutdown().await;
+}
+
+/// `ccr demo --instances 2`: two instances in front of one simulated pool share its state; an
+/// account drained through the first shows as drained on the second (its status says the pool
+/// saw it), and undraining through the second clears it for the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn the_demo_with_two_instances_shares_one_pool() {
+    use ccr::balancer::Command;
+    use ccr::demo::run::{DEMO_PROVIDERS, Demo, DemoOptions};
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("ccr=info").try_init();
+    let demo = Demo::start(DemoOptions {
+        listen: ListenOverride { host: Some("127.0.0.1".into()), port: Some(0) },
+        seed: 5,
+        workers: 2,
+        instances: 2,
+        redis: None,
+    })
+    .await
+    .expect("demo starts with a private redis-server");
+    let urls = demo.base_urls();
+    assert_eq!(urls.len(), 2);
+    assert_ne!(urls[0], urls[1]);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let status_of = |url: String| {
+        let http = http.clone();
+        async move {
+            let v: Value = http.get(format!("{url}/status")).send().await.unwrap().json().await.unwrap();
+            v
+        }
+    };
+    let primary = DEMO_PROVIDERS[0];
+    let provider_in = |v: &Value| {
+        v["providers"]
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["id"] == primary).cloned())
+            .unwrap_or_default()
+    };
+    // Both connected, then the operator drains the primary through the first instance.
+    for url in &urls {
+        let mut ok = false;
+        for _ in 0..200 {
+            if status_of(url.clone()).await["state"]["connected"] == json!(true) {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ok, "{url} connected");
+    }
+    demo.running.runtime.balancer.apply(Command::Drain(primary.into())).unwrap();
+    let mut seen = Value::Null;
+    for _ in 0..200 {
+        seen = provider_in(&status_of(urls[1].clone()).await);
+        if seen["status"] == "draining" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen["status"], "draining", "{seen}");
+    assert!(seen["statusReason"].as_str().is_some_and(|r| r.contains("another instance")), "{seen}");
+    // Undrained through the second: the first uses it again.
+    demo.others[0].runtime.balancer.apply(Command::Undrain(primary.into())).unwrap();
+    for _ in 0..200 {
+        seen = provider_in(&status_of(urls[0].clone()).await);
+        if seen["status"] != "draining" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(seen["status"], "draining", "{seen}");
+    demo.shutdown().await;
 }

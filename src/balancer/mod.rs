@@ -438,20 +438,23 @@ impl Balancer {
     /// one-line description of what changed.
     pub fn apply(&self, cmd: Command) -> Result<String, CommandError> {
         let explicit = match &cmd {
-            Command::ResetBreaker(id) => Some(Publication::reset(id)),
-            Command::Undrain(id) => {
-                Some(Publication { provider: id.clone(), drained: Some(false), ..Publication::default() })
-            }
+            Command::ResetBreaker(id) => Some((Publication::reset(id), shared::OperatorWord::Reset)),
+            Command::Undrain(id) => Some((
+                Publication { provider: id.clone(), drained: Some(false), ..Publication::default() },
+                shared::OperatorWord::Undrain,
+            )),
             _ => None,
         };
         let (message, effect) = self.lock().apply(cmd, Instant::now())?;
-        if let Some(publication) = explicit {
+        if let Some((publication, word)) = explicit {
             // The operator's word clears what the pool knows too, here and for the others.
             if let Some(p) = self.lock().provider_mut(&publication.provider) {
                 p.pool = PoolView { others_in_flight: p.pool.others_in_flight, ..PoolView::default() };
             }
             if let Some(pool) = self.shared_pool() {
+                let id = publication.provider.clone();
                 pool.publish(publication);
+                pool.operator_word(&id, word);
             }
         }
         self.publish_changes();
@@ -463,6 +466,29 @@ impl Balancer {
             Effect::WakeUsage => self.usage_wake.notify_one(),
         }
         Ok(message)
+    }
+
+    /// Applies an operator's command given through another instance of the shared pool to this
+    /// instance's own state (its local cooldown, drain, breaker…), without telling the pool again.
+    pub fn apply_pool_word(&self, id: &str, word: shared::OperatorWord) {
+        let cmd = match word {
+            shared::OperatorWord::Reset => Command::ResetBreaker(id.to_owned()),
+            shared::OperatorWord::Undrain => Command::Undrain(id.to_owned()),
+        };
+        let applied = {
+            let mut st = self.lock();
+            let applied = st.apply(cmd, Instant::now()).is_ok();
+            if applied && let Some(p) = st.provider_mut(id) {
+                p.pool = PoolView { others_in_flight: p.pool.others_in_flight, ..PoolView::default() };
+            }
+            applied
+        };
+        if applied {
+            tracing::info!(provider = %id, word = word.kind(), "operator's command from another instance of the pool");
+            self.publish_changes();
+            self.bump();
+            self.released.notify_waiters();
+        }
     }
 
     /// Hot reload: swaps providers and rules in one step. Providers that persist keep their live
@@ -524,7 +550,11 @@ impl Balancer {
                 let fresh_for = p.spec.usage?.refresh_interval;
                 let u = p.account.usage.as_ref()?;
                 Some((
-                    shared::PoolUsage { report: u.report.clone(), checked_at: u.checked_at, metered: u.metered },
+                    shared::PoolUsage {
+                        report: u.report.clone(),
+                        checked_at: u.checked_at,
+                        metered: u.metered,
+                    },
                     fresh_for,
                 ))
             })

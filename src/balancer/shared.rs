@@ -131,6 +131,26 @@ impl Publication {
     }
 }
 
+/// An operator's command that must reach every instance's own state, not only the pool's keys:
+/// the instance that saw a 429 or drained an account keeps its local fact until told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorWord {
+    /// `ResetBreaker`: cooldown, quota exclusion, suspension, dead login and breaker cleared.
+    Reset,
+    /// `Undrain`: back in rotation.
+    Undrain,
+}
+
+impl OperatorWord {
+    /// The key kind it is published under.
+    pub fn kind(self) -> &'static str {
+        match self {
+            OperatorWord::Reset => "reset",
+            OperatorWord::Undrain => "undrain",
+        }
+    }
+}
+
 /// One pick, as the shared pool is asked about it.
 #[derive(Debug, Clone)]
 pub struct AcquireRequest {
@@ -192,6 +212,9 @@ pub trait SharedPool: Send + Sync + fmt::Debug {
     fn publish_usage(&self, provider: &str, usage: PoolUsage, fresh_for: Duration);
     /// Adds credits an answer's metering reported to the pool's count (does not wait).
     fn meter(&self, provider: &str, credits: f64);
+    /// Tells the other instances an operator's command (does not wait); each applies it to its
+    /// own state ([`crate::balancer::Balancer::apply_pool_word`]).
+    fn operator_word(&self, provider: &str, word: OperatorWord);
 }
 
 #[cfg(test)]

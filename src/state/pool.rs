@@ -13,18 +13,19 @@
 //! | `probe:{id}` | the member sending the pool's one probe | [`PROBE_TTL`] |
 //! | `usage:{id}` | the last usage poll's report (JSON, [`UsageRecord`]) | the account's `usage.refreshInterval` |
 //! | `metered:{id}` | credits metered by every instance since that poll | the same as `usage:{id}` |
+//! | `reset:{id}`, `undrain:{id}` | the operator's last reset / undrain (`instance:nonce:ms`) | [`WORD_TTL`] |
 //!
 //! The pick costs one round trip ([`ACQUIRE`]); everything else runs in the background.
 
 use super::RedisLink;
 use crate::balancer::Balancer;
 use crate::balancer::shared::{
-    AcquireRequest, Acquired, BoxFuture, PoolUsage, PoolView, ProbeEnd, Publication, SharedPool,
+    AcquireRequest, Acquired, BoxFuture, OperatorWord, PoolUsage, PoolView, ProbeEnd, Publication, SharedPool,
 };
 use crate::usage::UsageReport;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use redis::Script;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
@@ -39,6 +40,9 @@ pub const FLAG_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const OPEN_GRACE: Duration = Duration::from_secs(600);
 /// Longest time one instance holds the pool's probe of an account.
 pub const PROBE_TTL: Duration = Duration::from_secs(60);
+/// How long an operator's reset or undrain stays for instances to see (they see it within a
+/// sync; one away longer missed it and keeps its own state).
+pub const WORD_TTL: Duration = Duration::from_secs(3600);
 /// How often the pool's slowly changing states are read into the local view.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -141,17 +145,18 @@ return 1
 });
 
 /// The pool's view of every account. KEYS: per account cool, quota, suspended, login, drain,
-/// open, lease, usage, metered ([`SYNC_KEYS`] each). Answers per account: cool ms, quota ms,
-/// suspended, login, drain, open ms left, live leases (numbers), then the usage report and the
-/// metered credits (strings, nil when absent).
+/// open, lease, usage, metered, reset, undrain ([`SYNC_KEYS`] each). Answers per account: cool
+/// ms, quota ms, suspended, login, drain, open ms left, live leases (numbers), then the usage
+/// report, the metered credits and the operator's last reset and undrain (strings, nil when
+/// absent).
 static SYNC: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
-for i = 0, #KEYS / 9 - 1 do
-  local k = i * 9
+for i = 0, #KEYS / 11 - 1 do
+  local k = i * 11
   out[#out + 1] = redis.call('PTTL', KEYS[k + 1])
   out[#out + 1] = redis.call('PTTL', KEYS[k + 2])
   out[#out + 1] = redis.call('EXISTS', KEYS[k + 3])
@@ -165,6 +170,8 @@ for i = 0, #KEYS / 9 - 1 do
   out[#out + 1] = redis.call('ZCOUNT', KEYS[k + 7], now, '+inf')
   out[#out + 1] = redis.call('GET', KEYS[k + 8])
   out[#out + 1] = redis.call('GET', KEYS[k + 9])
+  out[#out + 1] = redis.call('GET', KEYS[k + 10])
+  out[#out + 1] = redis.call('GET', KEYS[k + 11])
 end
 return out
 ",
@@ -172,7 +179,8 @@ return out
 });
 
 /// The keys [`SYNC`] reads per account, in order.
-const SYNC_KEYS: [&str; 9] = ["cool", "quota", "suspended", "login", "drain", "open", "lease", "usage", "metered"];
+const SYNC_KEYS: [&str; 11] =
+    ["cool", "quota", "suspended", "login", "drain", "open", "lease", "usage", "metered", "reset", "undrain"];
 
 /// A usage poll published. KEYS: usage, metered. ARGV: the record (JSON), its `checkedAt`, TTL
 /// ms. A newer poll already there wins; a new one starts the metered credits again.
@@ -274,6 +282,10 @@ pub struct RedisPool {
     lease_ttl: Duration,
     /// Tickets this instance holds, per account (renewed in the background).
     live: Mutex<HashMap<String, HashSet<u64>>>,
+    /// The operator's words last seen, per key (applied when they change).
+    words_seen: Mutex<HashMap<String, String>>,
+    /// When this instance started (ms since the epoch).
+    started_ms: i64,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -288,6 +300,8 @@ impl RedisPool {
             next_ticket: AtomicU64::new(1),
             lease_ttl,
             live: Mutex::new(HashMap::new()),
+            words_seen: Mutex::new(HashMap::new()),
+            started_ms: Utc::now().timestamp_millis(),
         })
     }
 
@@ -318,9 +332,7 @@ impl RedisPool {
         let read_at = Instant::now();
         let Some(values) = self
             .link
-            .run_background(|mut c| async move {
-                invocation.invoke_async::<Vec<redis::Value>>(&mut c).await
-            })
+            .run_background(|mut c| async move { invocation.invoke_async::<Vec<redis::Value>>(&mut c).await })
             .await
         else {
             return false;
@@ -331,6 +343,11 @@ impl RedisPool {
             let v: Vec<i64> = raw[..7].iter().map(|v| int(Some(v))).collect();
             let own = self.live().get(id).map_or(0, HashSet::len);
             let leases = usize::try_from(v[6]).unwrap_or(0);
+            for (value, word) in [(&raw[9], OperatorWord::Reset), (&raw[10], OperatorWord::Undrain)] {
+                if self.new_word(id, word, text(value)) {
+                    balancer.apply_pool_word(id, word);
+                }
+            }
             if let Some(record) = text(&raw[7]).and_then(|t| serde_json::from_str::<UsageRecord>(&t).ok()) {
                 let metered = text(&raw[8]).and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
                 if let Some(usage) = record.usage(metered) {
@@ -444,6 +461,28 @@ impl RedisPool {
         acquired
     }
 
+    /// Whether `value` of `id`'s `word` key is another instance's word this one has not applied
+    /// yet. At the first look a word given before this instance started is only recorded (it is
+    /// not for this instance); the value ends with when it was given (ms since the epoch).
+    fn new_word(&self, id: &str, word: OperatorWord, value: Option<String>) -> bool {
+        let key = format!("{}:{id}", word.kind());
+        let mut seen = self.words_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let first = !seen.contains_key(&key);
+        // No word (yet): remembered as empty, so that the next one counts.
+        let value = value.unwrap_or_default();
+        if seen.get(&key) == Some(&value) {
+            return false;
+        }
+        let own = value.is_empty() || value.starts_with(&format!("{}:", self.instance));
+        let given_after_start = value
+            .rsplit(':')
+            .next()
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .is_some_and(|ms| ms >= self.started_ms);
+        seen.insert(key, value);
+        !own && (!first || given_after_start)
+    }
+
     fn forget(&self, id: &str, ticket: u64) {
         let mut live = self.live();
         if let Some(t) = live.get_mut(id) {
@@ -507,6 +546,37 @@ impl SharedPool for RedisPool {
             .arg(record.checked_at)
             .arg(ms(fresh_for).max(1));
         self.spawn_script(invocation);
+    }
+
+    fn operator_word(&self, provider: &str, word: OperatorWord) {
+        if !self.link.is_connected() {
+            return;
+        }
+        let key = self.keys(word.kind(), provider);
+        let value = format!(
+            "{}:{}:{}",
+            self.instance,
+            uuid::Uuid::new_v4().simple(),
+            chrono::Utc::now().timestamp_millis()
+        );
+        // Seen as our own: this instance applied it already.
+        self.words_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(format!("{}:{provider}", word.kind()), value.clone());
+        let link = self.link.clone();
+        tokio::spawn(async move {
+            link.run_background(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ms(WORD_TTL))
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await;
+        });
     }
 
     fn meter(&self, provider: &str, credits: f64) {
