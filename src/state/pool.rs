@@ -655,3 +655,51 @@ impl SharedPool for RedisPool {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_records_round_trip_and_junk_is_dropped() {
+        let usage = PoolUsage {
+            report: UsageReport {
+                used: 12.5,
+                limit: 50.0,
+                reset_at: DateTime::<Utc>::from_timestamp_millis(1_767_225_600_000),
+                tier: Some("KIRO PRO".into()),
+            },
+            checked_at: DateTime::<Utc>::from_timestamp_millis(1_764_000_000_123).unwrap(),
+            metered: 0.0,
+        };
+        let json = serde_json::to_string(&UsageRecord::of(&usage)).unwrap();
+        let back: UsageRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.usage(1.25), Some(PoolUsage { metered: 1.25, ..usage.clone() }));
+        assert_eq!(back.usage(f64::NAN).map(|u| u.metered), Some(0.0));
+        let junk = UsageRecord { used: -1.0, ..back };
+        assert_eq!(junk.usage(0.0), None);
+    }
+
+    #[test]
+    fn an_operators_word_is_applied_once_and_never_by_its_sender() {
+        let link = Arc::new(RedisLink::new("redis://127.0.0.1:1/0", "t:", Duration::from_millis(5)).unwrap());
+        let pool = RedisPool::new(link, Duration::from_secs(30));
+        let word = OperatorWord::Reset;
+        let before = format!("other:n1:{}", pool.started_ms - 60_000);
+        // Given before this instance started: recorded, not applied.
+        assert!(!pool.new_word("a", word, Some(before.clone())));
+        assert!(!pool.new_word("a", word, Some(before)));
+        // A new one: applied once.
+        let later = format!("other:n2:{}", pool.started_ms + 1);
+        assert!(pool.new_word("a", word, Some(later.clone())));
+        assert!(!pool.new_word("a", word, Some(later)));
+        // Gone (expired, or Redis restarted): nothing to do.
+        assert!(!pool.new_word("a", word, None));
+        // Our own word is not applied twice.
+        let own = format!("{}:n3:{}", pool.instance, pool.started_ms + 2);
+        assert!(!pool.new_word("a", word, Some(own)));
+        // Seen first after start, given after start: applied (the first sync may come late).
+        let fresh = format!("other:n4:{}", pool.started_ms + 3);
+        assert!(pool.new_word("b", OperatorWord::Undrain, Some(fresh)));
+    }
+}
