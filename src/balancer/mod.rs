@@ -445,8 +445,16 @@ impl Balancer {
             )),
             _ => None,
         };
-        let (message, effect) = self.lock().apply(cmd, Instant::now())?;
+        let pool_drained = match &cmd {
+            Command::Undrain(id) => self.lock().provider(id).is_some_and(|p| p.pool.drained),
+            _ => false,
+        };
+        let (mut message, effect) = self.lock().apply(cmd, Instant::now())?;
         if let Some((publication, word)) = explicit {
+            if pool_drained && message.ends_with("was not drained") {
+                // Drained through another instance of the pool.
+                message = format!("{}: back in rotation", publication.provider);
+            }
             // The operator's word clears what the pool knows too, here and for the others.
             if let Some(p) = self.lock().provider_mut(&publication.provider) {
                 p.pool = PoolView { others_in_flight: p.pool.others_in_flight, ..PoolView::default() };
@@ -455,6 +463,7 @@ impl Balancer {
                 let id = publication.provider.clone();
                 pool.publish(publication);
                 pool.operator_word(&id, word);
+                message.push_str(" (for every instance of the pool)");
             }
         }
         self.publish_changes();
