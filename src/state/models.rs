@@ -4,7 +4,7 @@
 //! skipped while Redis is down (each instance then fetches for itself, as alone).
 
 use super::RedisLink;
-use crate::providers::codewhisperer::model_list::{CACHE_TTL, KiroModel};
+use crate::providers::codewhisperer::model_list::{CACHE_TTL, KiroModel, SharedModelLists};
 use redis::Script;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -40,7 +40,7 @@ impl RedisModels {
 
     /// The lists the pool holds for `ids`, with how long each stays fresh. Empty when Redis
     /// does not answer.
-    pub async fn load(&self, ids: &[String]) -> Vec<(String, Vec<KiroModel>, Duration)> {
+    async fn load_lists(&self, ids: &[String]) -> Vec<(String, Vec<KiroModel>, Duration)> {
         if ids.is_empty() {
             return Vec::new();
         }
@@ -68,7 +68,7 @@ impl RedisModels {
     }
 
     /// Publishes account `id`'s list for [`CACHE_TTL`] (does not wait).
-    pub fn store(&self, id: &str, models: &[KiroModel]) {
+    fn store_list(&self, id: &str, models: &[KiroModel]) {
         if !self.link.is_connected() {
             return;
         }
@@ -82,5 +82,18 @@ impl RedisModels {
             })
             .await;
         });
+    }
+}
+
+impl SharedModelLists for RedisModels {
+    fn load<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> futures_util::future::BoxFuture<'a, Vec<(String, Vec<KiroModel>, Duration)>> {
+        Box::pin(self.load_lists(ids))
+    }
+
+    fn store(&self, id: &str, models: &[KiroModel]) {
+        self.store_list(id, models);
     }
 }

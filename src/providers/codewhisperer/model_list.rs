@@ -207,7 +207,20 @@ pub struct ModelCatalog {
     /// One refresh at a time; the others wait for it and read its result.
     refreshing: tokio::sync::Mutex<()>,
     /// The pool's lists, when shared.
-    shared: std::sync::OnceLock<Arc<crate::state::models::RedisModels>>,
+    shared: std::sync::OnceLock<Arc<dyn SharedModelLists>>,
+}
+
+/// Where the per-account lists are shared with the pool's other instances (Redis, in
+/// `crate::state::models`), when they are.
+pub trait SharedModelLists: Send + Sync + std::fmt::Debug {
+    /// The lists the pool holds for `ids`, with how long each stays fresh (bounded; empty when
+    /// the store does not answer).
+    fn load<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> futures_util::future::BoxFuture<'a, Vec<(String, Vec<KiroModel>, Duration)>>;
+    /// Publishes account `id`'s list for [`CACHE_TTL`] (does not wait).
+    fn store(&self, id: &str, models: &[KiroModel]);
 }
 
 impl ModelCatalog {
@@ -217,7 +230,7 @@ impl ModelCatalog {
     }
 
     /// Reads and publishes the per-account lists through the pool's store.
-    pub fn share_with(&self, store: Arc<crate::state::models::RedisModels>) {
+    pub fn share_with(&self, store: Arc<dyn SharedModelLists>) {
         let _ = self.shared.set(store);
     }
 
