@@ -529,7 +529,7 @@ async fn the_half_open_probe_is_one_for_the_pool() {
     // `a` works again but answers slowly, so that every request of the burst below arrives
     // while the probe is still in flight.
     up_a.set_error_rate(0.0);
-    up_a.set_latency(Duration::from_millis(1500));
+    up_a.set_latency(Duration::from_millis(2500));
     // Past the open interval (the pool's key holds when the probe may go).
     tokio::time::sleep(Duration::from_millis(reset_ms + 300)).await;
     let mut burst = Vec::new();
