@@ -489,9 +489,9 @@ async fn usage_and_model_lists_are_the_pools() {
     two.shutdown().await;
 }
 
-/// An account failing until its breaker opens: after the open interval exactly one request
-/// reaches it across both instances (the pool's half-open probe), and its success closes the
-/// breaker for both.
+/// An account failing on both instances at once opens both instances' breakers; after the open
+/// interval exactly one request reaches it across both instances (the pool's half-open probe),
+/// and its success closes the breaker for both, without another request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server"]
 async fn the_half_open_probe_is_one_for_the_pool() {
@@ -502,7 +502,7 @@ async fn the_half_open_probe_is_one_for_the_pool() {
         .account(
             "a",
             Account::new().sim(sim(0)).provider(
-                json!({"circuitBreaker": {"failureThreshold": 2, "resetTimeout": reset_ms, "monitoringPeriod": 60000}}),
+                json!({"circuitBreaker": {"failureThreshold": 1, "resetTimeout": reset_ms, "monitoringPeriod": 60000}}),
             ),
         )
         .account("b", Account::new().sim(sim(1)))
@@ -512,19 +512,25 @@ async fn the_half_open_probe_is_one_for_the_pool() {
         );
     let two = Arc::new(two(builder, &redis, |_, _| {}).await);
     let up_a = two.pool.upstream("a").unwrap().clone();
+    // `a` fails slowly: the first request through each instance reaches it before either has
+    // seen the other's failure, so both instances open their own breaker (every request fails
+    // over to `b`).
     up_a.set_error_kind(ErrorKind::Status500);
     up_a.set_error_rate(1.0);
-    // Through A until A's breaker of `a` opens (every request fails over to `b`).
-    let open = |v: &Value| v["providers"]["a"]["blocked"].to_string().contains("breaker_open");
-    for i in 0..10 {
-        let (status, _, body) = two.post(&two.a, &lone_turn(&format!("fail {i}")), None).await;
-        assert_eq!(status, 200, "{body}");
-        if open(&providers_health(&two, &two.a).await) {
-            break;
-        }
+    up_a.set_latency(Duration::from_millis(500));
+    let (fail_a, fail_b) = (lone_turn("fail through A"), lone_turn("fail through B"));
+    let (ra, rb) = tokio::join!(two.post(&two.a, &fail_a, None), two.post(&two.b, &fail_b, None));
+    assert_eq!((ra.0, rb.0), (200, 200), "{} {}", ra.2, rb.2);
+    assert_eq!(up_a.stats().generate, 2, "both reached `a`");
+    let breaker = |v: &Value| {
+        v["providers"].as_array().and_then(|l| l.iter().find(|p| p["id"] == "a")).unwrap()["breaker"]["state"]
+            .clone()
+    };
+    for via in [&two.a, &two.b] {
+        let status: Value =
+            two.http.get(format!("{}/status", via.base_url())).send().await.unwrap().json().await.unwrap();
+        assert_eq!(breaker(&status), "OPEN", "{}'s own breaker", via.base_url());
     }
-    assert!(open(&providers_health(&two, &two.a).await), "A opened the breaker");
-    wait_providers(&two, &two.b, "the open breaker on B", open).await;
     let before = up_a.stats().generate;
     // `a` works again but answers slowly, so that every request of the burst below arrives
     // while the probe is still in flight.
@@ -548,7 +554,30 @@ async fn the_half_open_probe_is_one_for_the_pool() {
     }
     assert_eq!(up_a.stats().generate - before, 1, "one probe reached `a` for the pool");
     assert_eq!(served_by_a, 1, "the probe's answer");
-    // The probe succeeded: `a` serves again through both instances.
+    // The probe succeeded: both instances' breakers close, without another request.
+    for via in [&two.a, &two.b] {
+        let mut state = Value::Null;
+        for _ in 0..200 {
+            let status: Value = two
+                .http
+                .get(format!("{}/status", via.base_url()))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            state = breaker(&status);
+            if state == "CLOSED" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(state, "CLOSED", "{}'s own breaker", via.base_url());
+    }
+    assert_eq!(up_a.stats().generate - before, 1, "closed by the one probe");
+    assert!(redis.command("EXISTS t:open:a").unwrap().contains(":0"), "closed for the pool");
+    // And `a` serves again through both instances.
     up_a.set_latency(Duration::ZERO);
     for via in [&two.a, &two.b] {
         let mut reached = false;
@@ -561,10 +590,7 @@ async fn the_half_open_probe_is_one_for_the_pool() {
             }
         }
         assert!(reached, "{} sends to `a` again", via.base_url());
-        let v = providers_health(&two, via).await;
-        assert_eq!(v["providers"]["a"]["blocked"], json!([]), "{}", v["providers"]["a"]);
     }
-    assert!(redis.command("EXISTS t:open:a").unwrap().contains(":0"), "closed for the pool");
     Arc::into_inner(two).expect("tasks done").shutdown().await;
 }
 

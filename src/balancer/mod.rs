@@ -483,6 +483,26 @@ impl Balancer {
         let cmd = match word {
             shared::OperatorWord::Reset => Command::ResetBreaker(id.to_owned()),
             shared::OperatorWord::Undrain => Command::Undrain(id.to_owned()),
+            shared::OperatorWord::Closed => {
+                // Only the breaker: its cooldowns and other states are its own.
+                let closed = {
+                    let mut st = self.lock();
+                    st.provider_mut(id).and_then(|p| p.breaker.as_mut()).is_some_and(|b| {
+                        let open = b.current_state() != BreakerState::Closed;
+                        if open {
+                            b.reset();
+                        }
+                        open
+                    })
+                };
+                if closed {
+                    tracing::info!(provider = %id, "breaker closed: the pool's probe succeeded on another instance");
+                    self.publish_changes();
+                    self.bump();
+                    self.released.notify_waiters();
+                }
+                return;
+            }
         };
         let applied = {
             let mut st = self.lock();

@@ -139,6 +139,9 @@ pub enum OperatorWord {
     Reset,
     /// `Undrain`: back in rotation.
     Undrain,
+    /// Not the operator's: the pool's half-open probe succeeded, so an instance's own open
+    /// breaker of the account closes too.
+    Closed,
 }
 
 impl OperatorWord {
@@ -147,6 +150,7 @@ impl OperatorWord {
         match self {
             OperatorWord::Reset => "reset",
             OperatorWord::Undrain => "undrain",
+            OperatorWord::Closed => "closed",
         }
     }
 }

@@ -14,6 +14,7 @@
 //! | `usage:{id}` | the last usage poll's report (JSON, [`UsageRecord`]) | the account's `usage.refreshInterval` |
 //! | `metered:{id}` | credits metered by every instance since that poll | the same as `usage:{id}` |
 //! | `reset:{id}`, `undrain:{id}` | the operator's last reset / undrain (`instance:nonce:ms`) | [`WORD_TTL`] |
+//! | `closed:{id}` | the pool's last successful half-open probe (same form) | [`WORD_TTL`] |
 //!
 //! The pick costs one round trip ([`ACQUIRE`]); everything else runs in the background.
 
@@ -145,18 +146,18 @@ return 1
 });
 
 /// The pool's view of every account. KEYS: per account cool, quota, suspended, login, drain,
-/// open, lease, usage, metered, reset, undrain ([`SYNC_KEYS`] each). Answers per account: cool
-/// ms, quota ms, suspended, login, drain, open ms left, live leases (numbers), then the usage
-/// report, the metered credits and the operator's last reset and undrain (strings, nil when
-/// absent).
+/// open, lease, usage, metered, reset, undrain, closed ([`SYNC_KEYS`] each). Answers per
+/// account: cool ms, quota ms, suspended, login, drain, open ms left, live leases (numbers), then
+/// the usage report, the metered credits, the operator's last reset and undrain and the pool
+/// probe's last success (strings, nil when absent).
 static SYNC: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
-for i = 0, #KEYS / 11 - 1 do
-  local k = i * 11
+for i = 0, #KEYS / 12 - 1 do
+  local k = i * 12
   out[#out + 1] = redis.call('PTTL', KEYS[k + 1])
   out[#out + 1] = redis.call('PTTL', KEYS[k + 2])
   out[#out + 1] = redis.call('EXISTS', KEYS[k + 3])
@@ -172,6 +173,7 @@ for i = 0, #KEYS / 11 - 1 do
   out[#out + 1] = redis.call('GET', KEYS[k + 9])
   out[#out + 1] = redis.call('GET', KEYS[k + 10])
   out[#out + 1] = redis.call('GET', KEYS[k + 11])
+  out[#out + 1] = redis.call('GET', KEYS[k + 12])
 end
 return out
 ",
@@ -179,8 +181,20 @@ return out
 });
 
 /// The keys [`SYNC`] reads per account, in order.
-const SYNC_KEYS: [&str; 11] =
-    ["cool", "quota", "suspended", "login", "drain", "open", "lease", "usage", "metered", "reset", "undrain"];
+const SYNC_KEYS: [&str; 12] = [
+    "cool",
+    "quota",
+    "suspended",
+    "login",
+    "drain",
+    "open",
+    "lease",
+    "usage",
+    "metered",
+    "reset",
+    "undrain",
+    "closed",
+];
 
 /// A usage poll published. KEYS: usage, metered. ARGV: the record (JSON), its `checkedAt`, TTL
 /// ms. A newer poll already there wins; a new one starts the metered credits again.
@@ -343,7 +357,12 @@ impl RedisPool {
             let v: Vec<i64> = raw[..7].iter().map(|v| int(Some(v))).collect();
             let own = self.live().get(id).map_or(0, HashSet::len);
             let leases = usize::try_from(v[6]).unwrap_or(0);
-            for (value, word) in [(&raw[9], OperatorWord::Reset), (&raw[10], OperatorWord::Undrain)] {
+            let words = [
+                (&raw[9], OperatorWord::Reset),
+                (&raw[10], OperatorWord::Undrain),
+                (&raw[11], OperatorWord::Closed),
+            ];
+            for (value, word) in words {
                 if self.new_word(id, word, text(value)) {
                     balancer.apply_pool_word(id, word);
                 }
@@ -617,6 +636,10 @@ impl SharedPool for RedisPool {
         tokio::spawn(async move {
             link.run_background(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await }).await;
         });
+        if probe == ProbeEnd::Closed {
+            // The other instances' own open breakers close too.
+            self.operator_word(provider, OperatorWord::Closed);
+        }
     }
 
     fn publish(&self, p: Publication) {
