@@ -82,7 +82,7 @@ pub const POOL_WIDE: [&str; 7] = [
     "providers[].blocked: cooling_down, quota_exhausted, suspended, needs_login, drained, breaker_open seen by any instance",
     "maxConcurrentRequests: counted over every instance's leases (providers[].inFlight is this instance's share)",
     "conversation bindings (providers[].sessions counts those this instance has served)",
-    "the breaker's half-open probe: one for the pool",
+    "the breaker's half-open probe: one for the pool; its success closes the breaker on every instance",
     "token refreshes: one for the pool",
     "providers[].usage: the latest usage poll by any instance (fresh for usage.refreshInterval), used and metered counting every instance's metered credits",
     "the accounts' model lists behind /v1/models: fetched by one instance, used by all for 10 minutes",
