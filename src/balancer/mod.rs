@@ -348,10 +348,14 @@ impl Balancer {
         self.released.notify_waiters();
     }
 
-    /// Publishes all facts again on the next change (the shared store lost its data).
+    /// Publishes all facts again on the next change (the shared store lost its data), and the
+    /// usage reports this instance knows (an older one than the pool's is not taken).
     pub fn republish(&self) {
         self.published.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.publish_changes();
+        for id in self.provider_ids() {
+            self.publish_usage(&id);
+        }
     }
 
     /// Hands the providers' changed local facts to the shared pool, if any.

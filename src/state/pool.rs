@@ -197,14 +197,15 @@ const SYNC_KEYS: [&str; 12] = [
 ];
 
 /// A usage poll published. KEYS: usage, metered. ARGV: the record (JSON), its `checkedAt`, TTL
-/// ms. A newer poll already there wins; a new one starts the metered credits again.
+/// ms. A newer poll (or the same one) already there wins; a new one starts the metered credits
+/// again.
 static PUBLISH_USAGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, old = pcall(cjson.decode, cur)
-  if ok and type(old) == 'table' and tonumber(old.checkedAt) and tonumber(old.checkedAt) > tonumber(ARGV[2]) then
+  if ok and type(old) == 'table' and tonumber(old.checkedAt) and tonumber(old.checkedAt) >= tonumber(ARGV[2]) then
     return 0
   end
 end
