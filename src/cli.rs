@@ -110,6 +110,14 @@ pub struct DemoArgs {
     /// Seed for the traffic generator and fault injection (same seed, same traffic).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Run this many ccr instances (1–4) in front of the same simulated pool, sharing its state
+    /// through Redis (docs/shared-state.md); they listen on consecutive ports.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=4))]
+    pub instances: u8,
+    /// The Redis the instances share (`redis://…`, `redis+unix://…`). Default with
+    /// `--instances` above 1: a private `redis-server` started for the demo (needs it on PATH).
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

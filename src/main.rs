@@ -209,6 +209,8 @@ fn demo(args: DemoArgs) -> ExitCode {
         listen: ListenOverride { host: args.listen.host.clone(), port: Some(port) },
         seed: args.seed.unwrap_or(1),
         workers: 4,
+        instances: usize::from(args.instances),
+        redis: args.redis.clone(),
     };
     if !args.headless {
         if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {

@@ -347,6 +347,9 @@ pub fn provider_status(p: &ProviderSnapshot, now_ms: u64) -> (ProviderStatus, Op
             BreakerState::Closed => {}
         }
     }
+    if let Some(status) = pool_status(p) {
+        return status;
+    }
     match p.health.status {
         HealthStatus::Unhealthy => {
             let error = p.health.last_error.as_deref().unwrap_or("no detail");
@@ -360,6 +363,29 @@ pub fn provider_status(p: &ProviderSnapshot, now_ms: u64) -> (ProviderStatus, Op
         }
         _ => (ProviderStatus::Healthy, None),
     }
+}
+
+/// A block this instance did not see itself: another instance of a shared pool did (Redis
+/// backend, docs/shared-state.md). Every local reason was checked before.
+fn pool_status(p: &ProviderSnapshot) -> Option<(ProviderStatus, Option<String>)> {
+    const ELSEWHERE: &str = "seen by another instance of the pool";
+    let has = |r: BlockReason| p.blocked.contains(&r);
+    let (status, what) = if has(BlockReason::Drained) {
+        (ProviderStatus::Draining, "drained by the operator")
+    } else if has(BlockReason::Suspended) {
+        (ProviderStatus::Suspended, "suspended by the upstream")
+    } else if has(BlockReason::NeedsLogin) {
+        (ProviderStatus::NeedsLogin, "the login is no longer valid")
+    } else if has(BlockReason::QuotaExhausted) {
+        (ProviderStatus::QuotaExhausted, "credits used up")
+    } else if has(BlockReason::CoolingDown) {
+        (ProviderStatus::CoolingDown, "rate limited (429)")
+    } else if has(BlockReason::BreakerOpen) {
+        (ProviderStatus::CircuitOpen, "circuit breaker OPEN; one probe for the pool")
+    } else {
+        return None;
+    };
+    Some((status, Some(format!("{what}: {ELSEWHERE}"))))
 }
 
 /// The `pct` percentile (0–100, nearest rank) of the request latencies in the window.

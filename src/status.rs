@@ -79,6 +79,9 @@ pub(crate) fn render(s: &Snapshot) -> String {
         s.requests_per_sec,
         if s.reload.ok { "ok" } else { "REJECTED (previous config kept)" },
     ));
+    if s.state.backend != "memory" {
+        out.push_str(&format!("  state: {} (shared with the pool's other instances)\n", s.state.short()));
+    }
     if !s.reload.ok {
         out.push_str(&format!("  config: {}\n", clip(&s.reload.message, 300)));
     }

@@ -212,6 +212,16 @@ async fn a_429_seen_by_one_instance_cools_the_account_for_both() {
         .await
         .unwrap();
     assert_eq!(health["providers"]["a"]["blocked"], json!(["cooling_down"]), "{}", health["providers"]["a"]);
+    // The operator's reset through B ends the cooldown for the pool, A's own one included.
+    two.b.runtime.balancer.apply(ccr::balancer::Command::ResetBreaker("a".into())).unwrap();
+    wait_providers(&two, &two.a, "the reset on A", |v| v["providers"]["a"]["blocked"] == json!([])).await;
+    let mut reached = false;
+    for _ in 0..4 {
+        let (status, headers, body) = two.post(&two.a, &lone_turn("hi"), None).await;
+        assert_eq!(status, 200, "{body}");
+        reached |= provider(&headers) == "a";
+    }
+    assert!(reached, "A sends to `a` again");
     two.shutdown().await;
 }
 
@@ -393,4 +403,265 @@ async fn an_unreachable_redis_fails_no_request() {
     assert_eq!(health["state"]["connected"], false);
     instance.shutdown().await;
     pool.shutdown().await;
+}
+
+async fn providers_health(two: &Two, via: &Running) -> Value {
+    let r = two.http.get(format!("{}/health/providers", via.base_url())).send().await.expect("health");
+    r.json().await.expect("json")
+}
+
+/// Polls `/health/providers` of `via` (up to 10 s) until `cond` holds.
+async fn wait_providers(two: &Two, via: &Running, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let v = providers_health(two, via).await;
+        if cond(&v) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}: {}", providers_health(two, via).await);
+}
+
+/// A usage poll by one instance is the pool's: the other shows it without polling, and every
+/// instance's metered credits raise the credits used both show. The model lists one instance
+/// fetched serve the other's `/v1/models`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn usage_and_model_lists_are_the_pools() {
+    let redis = redis();
+    let builder = SimPool::builder()
+        .provider_defaults(json!({"firstByteTimeout": 5000, "idleTimeout": 5000,
+            "usage": {"enabled": true, "refreshInterval": 600000}}))
+        .account("solo", Account::new().sim(sim(0)))
+        .rule("default", json!({"providers": ["solo"]}));
+    let two = two(builder, &redis, |_, _| {}).await;
+    let upstream = two.pool.upstream("solo").unwrap().clone();
+    // Both instances poll once at start (nothing is in the pool yet).
+    for via in [&two.a, &two.b] {
+        wait_providers(&two, via, "the start poll", |v| v["providers"]["solo"]["usage"]["limit"].is_number())
+            .await;
+    }
+    upstream.set_account(Some(ccr::demo::account::SimAccount::new("KIRO PRO", 1234.0, 100.0)));
+    let polls = upstream.stats().usage_limits;
+    // A checks the account; B shows A's report without asking the account itself.
+    two.a.runtime.balancer.apply(ccr::balancer::Command::CheckUsage("solo".into())).unwrap();
+    let v = wait_providers(&two, &two.b, "A's poll on B", |v| {
+        v["providers"]["solo"]["usage"]["limit"] == json!(1234.0)
+    })
+    .await;
+    assert_eq!(v["providers"]["solo"]["usage"]["used"], json!(100.0));
+    assert_eq!(v["providers"]["solo"]["usage"]["tier"], "KIRO PRO");
+    assert_eq!(upstream.stats().usage_limits, polls + 1, "one poll, by A");
+    // Answers through A are metered; B's credits used follow.
+    for i in 0..3 {
+        let (status, _, body) = two.post(&two.a, &main_turn(&format!("hello {i}"), false), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let sim_used = upstream.account().unwrap().total_used();
+    assert!(sim_used > 100.0, "the answers cost credits");
+    let close = |v: &Value| {
+        v["providers"]["solo"]["usage"]["used"].as_f64().is_some_and(|u| (u - sim_used).abs() < 1e-6)
+    };
+    wait_providers(&two, &two.b, "A's metering on B", close).await;
+    assert!(close(&providers_health(&two, &two.a).await), "A counts its own metering once");
+    assert_eq!(upstream.stats().usage_limits, polls + 1, "metering, not polling");
+    let status: Value =
+        two.http.get(format!("{}/status", two.b.base_url())).send().await.unwrap().json().await.unwrap();
+    let pool_wide = status["state"]["poolWide"].to_string();
+    assert!(pool_wide.contains("providers[].usage") && pool_wide.contains("model lists"), "{pool_wide}");
+
+    // Model lists: fetched by A, read from the pool by B.
+    let models_a: Value =
+        two.http.get(format!("{}/v1/models", two.a.base_url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(upstream.stats().list_models, 1);
+    // The list reaches Redis in the background.
+    for _ in 0..100 {
+        if redis.command("EXISTS t:models:solo").unwrap().contains(":1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let models_b: Value =
+        two.http.get(format!("{}/v1/models", two.b.base_url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(models_b, models_a);
+    assert!(models_b["data"].as_array().is_some_and(|d| !d.is_empty()), "{models_b}");
+    assert_eq!(upstream.stats().list_models, 1, "B did not ask the account");
+    two.shutdown().await;
+}
+
+/// An account failing on both instances at once opens both instances' breakers; after the open
+/// interval exactly one request reaches it across both instances (the pool's half-open probe),
+/// and its success closes the breaker for both, without another request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn the_half_open_probe_is_one_for_the_pool() {
+    let redis = redis();
+    let reset_ms = 1500;
+    let builder = SimPool::builder()
+        .provider_defaults(json!({"firstByteTimeout": 5000, "idleTimeout": 5000, "usage": {"enabled": false}}))
+        .account(
+            "a",
+            Account::new().sim(sim(0)).provider(
+                json!({"circuitBreaker": {"failureThreshold": 1, "resetTimeout": reset_ms, "monitoringPeriod": 60000}}),
+            ),
+        )
+        .account("b", Account::new().sim(sim(1)))
+        .rule(
+            "default",
+            json!({"providers": ["a", "b"], "loadBalancing": {"strategy": "round-robin", "failover": true}}),
+        );
+    let two = Arc::new(two(builder, &redis, |_, _| {}).await);
+    let up_a = two.pool.upstream("a").unwrap().clone();
+    // `a` fails slowly: the first request through each instance reaches it before either has
+    // seen the other's failure, so both instances open their own breaker (every request fails
+    // over to `b`).
+    up_a.set_error_kind(ErrorKind::Status500);
+    up_a.set_error_rate(1.0);
+    up_a.set_latency(Duration::from_millis(500));
+    let (fail_a, fail_b) = (lone_turn("fail through A"), lone_turn("fail through B"));
+    let (ra, rb) = tokio::join!(two.post(&two.a, &fail_a, None), two.post(&two.b, &fail_b, None));
+    assert_eq!((ra.0, rb.0), (200, 200), "{} {}", ra.2, rb.2);
+    assert_eq!(up_a.stats().generate, 2, "both reached `a`");
+    let breaker = |v: &Value| {
+        v["providers"].as_array().and_then(|l| l.iter().find(|p| p["id"] == "a")).unwrap()["breaker"]["state"]
+            .clone()
+    };
+    for via in [&two.a, &two.b] {
+        let status: Value =
+            two.http.get(format!("{}/status", via.base_url())).send().await.unwrap().json().await.unwrap();
+        assert_eq!(breaker(&status), "OPEN", "{}'s own breaker", via.base_url());
+    }
+    let before = up_a.stats().generate;
+    // `a` works again but answers slowly, so that every request of the burst below arrives
+    // while the probe is still in flight.
+    up_a.set_error_rate(0.0);
+    up_a.set_latency(Duration::from_millis(2500));
+    // Past the open interval (the pool's key holds when the probe may go).
+    tokio::time::sleep(Duration::from_millis(reset_ms + 300)).await;
+    let mut burst = Vec::new();
+    for i in 0..8 {
+        let two = two.clone();
+        burst.push(tokio::spawn(async move {
+            let via = if i % 2 == 0 { &two.a } else { &two.b };
+            two.post(via, &lone_turn(&format!("burst {i}")), None).await
+        }));
+    }
+    let mut served_by_a = 0;
+    for t in burst {
+        let (status, headers, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        served_by_a += usize::from(provider(&headers) == "a");
+    }
+    assert_eq!(up_a.stats().generate - before, 1, "one probe reached `a` for the pool");
+    assert_eq!(served_by_a, 1, "the probe's answer");
+    // The probe succeeded: both instances' breakers close, without another request.
+    for via in [&two.a, &two.b] {
+        let mut state = Value::Null;
+        for _ in 0..200 {
+            let status: Value = two
+                .http
+                .get(format!("{}/status", via.base_url()))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            state = breaker(&status);
+            if state == "CLOSED" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(state, "CLOSED", "{}'s own breaker", via.base_url());
+    }
+    assert_eq!(up_a.stats().generate - before, 1, "closed by the one probe");
+    assert!(redis.command("EXISTS t:open:a").unwrap().contains(":0"), "closed for the pool");
+    // And `a` serves again through both instances.
+    up_a.set_latency(Duration::ZERO);
+    for via in [&two.a, &two.b] {
+        let mut reached = false;
+        for i in 0..6 {
+            let (status, headers, body) = two.post(via, &lone_turn(&format!("after {i}")), None).await;
+            assert_eq!(status, 200, "{body}");
+            if provider(&headers) == "a" {
+                reached = true;
+                break;
+            }
+        }
+        assert!(reached, "{} sends to `a` again", via.base_url());
+    }
+    Arc::into_inner(two).expect("tasks done").shutdown().await;
+}
+
+/// `ccr demo --instances 2`: two instances in front of one simulated pool share its state; an
+/// account drained through the first shows as drained on the second (its status says the pool
+/// saw it), and undraining through the second clears it for the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn the_demo_with_two_instances_shares_one_pool() {
+    use ccr::balancer::Command;
+    use ccr::demo::run::{DEMO_PROVIDERS, Demo, DemoOptions};
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("ccr=info").try_init();
+    let demo = Demo::start(DemoOptions {
+        listen: ListenOverride { host: Some("127.0.0.1".into()), port: Some(0) },
+        seed: 5,
+        workers: 2,
+        instances: 2,
+        redis: None,
+    })
+    .await
+    .expect("demo starts with a private redis-server");
+    let urls = demo.base_urls();
+    assert_eq!(urls.len(), 2);
+    assert_ne!(urls[0], urls[1]);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let status_of = |url: String| {
+        let http = http.clone();
+        async move {
+            let v: Value = http.get(format!("{url}/status")).send().await.unwrap().json().await.unwrap();
+            v
+        }
+    };
+    let primary = DEMO_PROVIDERS[0];
+    let provider_in = |v: &Value| {
+        v["providers"]
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["id"] == primary).cloned())
+            .unwrap_or_default()
+    };
+    // Both connected, then the operator drains the primary through the first instance.
+    for url in &urls {
+        let mut ok = false;
+        for _ in 0..200 {
+            if status_of(url.clone()).await["state"]["connected"] == json!(true) {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ok, "{url} connected");
+    }
+    demo.running.runtime.balancer.apply(Command::Drain(primary.into())).unwrap();
+    let mut seen = Value::Null;
+    for _ in 0..200 {
+        seen = provider_in(&status_of(urls[1].clone()).await);
+        if seen["status"] == "draining" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen["status"], "draining", "{seen}");
+    assert!(seen["statusReason"].as_str().is_some_and(|r| r.contains("another instance")), "{seen}");
+    // Undrained through the second: the first uses it again.
+    demo.others[0].runtime.balancer.apply(Command::Undrain(primary.into())).unwrap();
+    for _ in 0..200 {
+        seen = provider_in(&status_of(urls[0].clone()).await);
+        if seen["status"] != "draining" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(seen["status"], "draining", "{seen}");
+    demo.shutdown().await;
 }

@@ -348,10 +348,14 @@ impl Balancer {
         self.released.notify_waiters();
     }
 
-    /// Publishes all facts again on the next change (the shared store lost its data).
+    /// Publishes all facts again on the next change (the shared store lost its data), and the
+    /// usage reports this instance knows (an older one than the pool's is not taken).
     pub fn republish(&self) {
         self.published.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.publish_changes();
+        for id in self.provider_ids() {
+            self.publish_usage(&id);
+        }
     }
 
     /// Hands the providers' changed local facts to the shared pool, if any.
@@ -438,20 +442,32 @@ impl Balancer {
     /// one-line description of what changed.
     pub fn apply(&self, cmd: Command) -> Result<String, CommandError> {
         let explicit = match &cmd {
-            Command::ResetBreaker(id) => Some(Publication::reset(id)),
-            Command::Undrain(id) => {
-                Some(Publication { provider: id.clone(), drained: Some(false), ..Publication::default() })
-            }
+            Command::ResetBreaker(id) => Some((Publication::reset(id), shared::OperatorWord::Reset)),
+            Command::Undrain(id) => Some((
+                Publication { provider: id.clone(), drained: Some(false), ..Publication::default() },
+                shared::OperatorWord::Undrain,
+            )),
             _ => None,
         };
-        let (message, effect) = self.lock().apply(cmd, Instant::now())?;
-        if let Some(publication) = explicit {
+        let pool_drained = match &cmd {
+            Command::Undrain(id) => self.lock().provider(id).is_some_and(|p| p.pool.drained),
+            _ => false,
+        };
+        let (mut message, effect) = self.lock().apply(cmd, Instant::now())?;
+        if let Some((publication, word)) = explicit {
+            if pool_drained && message.ends_with("was not drained") {
+                // Drained through another instance of the pool.
+                message = format!("{}: back in rotation", publication.provider);
+            }
             // The operator's word clears what the pool knows too, here and for the others.
             if let Some(p) = self.lock().provider_mut(&publication.provider) {
                 p.pool = PoolView { others_in_flight: p.pool.others_in_flight, ..PoolView::default() };
             }
             if let Some(pool) = self.shared_pool() {
+                let id = publication.provider.clone();
                 pool.publish(publication);
+                pool.operator_word(&id, word);
+                message.push_str(" (for every instance of the pool)");
             }
         }
         self.publish_changes();
@@ -463,6 +479,49 @@ impl Balancer {
             Effect::WakeUsage => self.usage_wake.notify_one(),
         }
         Ok(message)
+    }
+
+    /// Applies an operator's command given through another instance of the shared pool to this
+    /// instance's own state (its local cooldown, drain, breaker…), without telling the pool again.
+    pub fn apply_pool_word(&self, id: &str, word: shared::OperatorWord) {
+        let cmd = match word {
+            shared::OperatorWord::Reset => Command::ResetBreaker(id.to_owned()),
+            shared::OperatorWord::Undrain => Command::Undrain(id.to_owned()),
+            shared::OperatorWord::Closed => {
+                // Only the breaker: its cooldowns and other states are its own.
+                let closed = {
+                    let mut st = self.lock();
+                    st.provider_mut(id).and_then(|p| p.breaker.as_mut()).is_some_and(|b| {
+                        let open = b.current_state() != BreakerState::Closed;
+                        if open {
+                            b.reset();
+                        }
+                        open
+                    })
+                };
+                if closed {
+                    tracing::info!(provider = %id, "breaker closed: the pool's probe succeeded on another instance");
+                    self.publish_changes();
+                    self.bump();
+                    self.released.notify_waiters();
+                }
+                return;
+            }
+        };
+        let applied = {
+            let mut st = self.lock();
+            let applied = st.apply(cmd, Instant::now()).is_ok();
+            if applied && let Some(p) = st.provider_mut(id) {
+                p.pool = PoolView { others_in_flight: p.pool.others_in_flight, ..PoolView::default() };
+            }
+            applied
+        };
+        if applied {
+            tracing::info!(provider = %id, word = word.kind(), "operator's command from another instance of the pool");
+            self.publish_changes();
+            self.bump();
+            self.released.notify_waiters();
+        }
     }
 
     /// Hot reload: swaps providers and rules in one step. Providers that persist keep their live
@@ -493,17 +552,71 @@ impl Balancer {
 
     /// Records a usage check's result (see the usage poller).
     pub fn record_usage(&self, id: &str, result: Result<crate::usage::UsageReport, UsageProblem>) {
+        let polled = result.is_ok();
         if self.lock().record_usage(id, result, Instant::now()) {
+            if polled {
+                self.publish_usage(id);
+            }
             self.publish_changes();
             self.bump();
             self.released.notify_waiters();
         }
     }
 
-    /// Adds the credits an answer's `meteringEvent` reported to provider `id`'s usage.
+    /// Adds the credits an answer's `meteringEvent` reported to provider `id`'s usage (and to
+    /// the pool's, when shared).
     pub fn record_metering(&self, id: &str, credits: f64) {
-        self.lock().record_metering(id, credits, Instant::now());
+        let counted = self.lock().record_metering(id, credits, Instant::now());
+        if counted && let Some(pool) = self.shared_pool() {
+            pool.meter(id, credits);
+        }
+        self.publish_changes();
         self.bump();
+    }
+
+    /// Hands provider `id`'s usage report to the shared pool, fresh for its poll interval.
+    fn publish_usage(&self, id: &str) {
+        let Some(pool) = self.shared_pool() else { return };
+        let usage = {
+            let st = self.lock();
+            st.provider(id).and_then(|p| {
+                let fresh_for = p.spec.usage?.refresh_interval;
+                let u = p.account.usage.as_ref()?;
+                Some((
+                    shared::PoolUsage {
+                        report: u.report.clone(),
+                        checked_at: u.checked_at,
+                        metered: u.metered,
+                    },
+                    fresh_for,
+                ))
+            })
+        };
+        if let Some((usage, fresh_for)) = usage {
+            pool.publish_usage(id, usage, fresh_for);
+        }
+    }
+
+    /// Sets provider `id`'s usage as the shared pool knows it (the store's sync): a newer poll
+    /// than this instance's replaces it, and the pool's metered credits since the same poll
+    /// count when they are more than this instance's own.
+    pub fn set_pool_usage(&self, id: &str, usage: shared::PoolUsage) {
+        if self.lock().adopt_pool_usage(id, usage, Instant::now()) {
+            self.publish_changes();
+            self.bump();
+            self.released.notify_waiters();
+        }
+    }
+
+    /// Shared pools only: how long provider `id`'s last usage report (polled by any instance)
+    /// stays fresh, so that the usage poller need not ask again. `None`: poll as usual.
+    pub fn pool_usage_fresh_for(&self, id: &str) -> Option<Duration> {
+        self.shared_pool()?;
+        let st = self.lock();
+        let p = st.provider(id)?;
+        let interval = p.spec.usage?.refresh_interval;
+        let age = (chrono::Utc::now() - p.account.usage.as_ref()?.checked_at).to_std().unwrap_or_default();
+        interval.checked_sub(age).filter(|left| !left.is_zero())
     }
 
     /// Sets provider `id`'s model list (protocol notes §7.2); `None` falls back to the tier rule.

@@ -10,7 +10,12 @@
 //!   suspension, a dead login, a drain, an open breaker) the balancer hands them to
 //!   [`SharedPool::publish`] (fire and forget).
 //! - **When a lease ends** its pool lease is given back with [`SharedPool::release`].
+//! - **Usage**: a usage poll's report goes to [`SharedPool::publish_usage`], an answer's metered
+//!   credits to [`SharedPool::meter`] (both fire and forget); the store's background sync hands
+//!   the pool's usage back with [`crate::balancer::Balancer::set_pool_usage`].
 
+use crate::usage::UsageReport;
+use chrono::{DateTime, Utc};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +35,17 @@ pub struct PoolView {
     pub open_until: Option<Instant>,
     /// Leases other instances hold on it.
     pub others_in_flight: u32,
+}
+
+/// An account's usage as the pool knows it: the latest usage poll by any instance, and the
+/// credits every instance metered since that poll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolUsage {
+    pub report: UsageReport,
+    /// When the poll was made.
+    pub checked_at: DateTime<Utc>,
+    /// Credits metered by every instance since the poll.
+    pub metered: f64,
 }
 
 /// An account's facts as this instance sees them, for publication.
@@ -115,6 +131,30 @@ impl Publication {
     }
 }
 
+/// An operator's command that must reach every instance's own state, not only the pool's keys:
+/// the instance that saw a 429 or drained an account keeps its local fact until told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorWord {
+    /// `ResetBreaker`: cooldown, quota exclusion, suspension, dead login and breaker cleared.
+    Reset,
+    /// `Undrain`: back in rotation.
+    Undrain,
+    /// Not the operator's: the pool's half-open probe succeeded, so an instance's own open
+    /// breaker of the account closes too.
+    Closed,
+}
+
+impl OperatorWord {
+    /// The key kind it is published under.
+    pub fn kind(self) -> &'static str {
+        match self {
+            OperatorWord::Reset => "reset",
+            OperatorWord::Undrain => "undrain",
+            OperatorWord::Closed => "closed",
+        }
+    }
+}
+
 /// One pick, as the shared pool is asked about it.
 #[derive(Debug, Clone)]
 pub struct AcquireRequest {
@@ -171,6 +211,14 @@ pub trait SharedPool: Send + Sync + fmt::Debug {
     fn release(&self, provider: &str, ticket: u64, probe: ProbeEnd);
     /// Publishes changed local facts (does not wait).
     fn publish(&self, publication: Publication);
+    /// Publishes a usage poll's report (metered credits start again from 0); it stays the pool's
+    /// for `fresh_for` (does not wait).
+    fn publish_usage(&self, provider: &str, usage: PoolUsage, fresh_for: Duration);
+    /// Adds credits an answer's metering reported to the pool's count (does not wait).
+    fn meter(&self, provider: &str, credits: f64);
+    /// Tells the other instances an operator's command (does not wait); each applies it to its
+    /// own state ([`crate::balancer::Balancer::apply_pool_word`]).
+    fn operator_word(&self, provider: &str, word: OperatorWord);
 }
 
 #[cfg(test)]

@@ -911,13 +911,39 @@ impl State {
     }
 
     /// Adds the credits one answer's `meteringEvent` reported.
-    pub fn record_metering(&mut self, id: &str, credits: f64, now: Instant) {
-        let Some(p) = self.provider_mut(id) else { return };
-        let Some(u) = p.account.usage.as_mut() else { return };
+    /// Returns whether they were counted (a known account with a usage report).
+    pub fn record_metering(&mut self, id: &str, credits: f64, now: Instant) -> bool {
+        let Some(p) = self.provider_mut(id) else { return false };
+        let Some(u) = p.account.usage.as_mut() else { return false };
         if credits.is_finite() && credits > 0.0 {
             u.metered += credits;
             mark_exhausted(p, now, chrono::Utc::now());
+            return true;
         }
+        false
+    }
+
+    /// Takes the shared pool's usage of provider `id` when it is newer than this instance's (a
+    /// later poll), or the same poll with more credits metered since. Returns whether anything
+    /// changed.
+    pub fn adopt_pool_usage(&mut self, id: &str, pool: super::shared::PoolUsage, now: Instant) -> bool {
+        let Some(p) = self.provider_mut(id) else { return false };
+        let pool_at = pool.checked_at.timestamp_millis();
+        match p.account.usage.as_mut() {
+            Some(u) if u.checked_at.timestamp_millis() > pool_at => return false,
+            Some(u) if u.checked_at.timestamp_millis() == pool_at => {
+                if pool.metered <= u.metered || !pool.metered.is_finite() {
+                    return false;
+                }
+                u.metered = pool.metered;
+            }
+            _ => {
+                let metered = if pool.metered.is_finite() { pool.metered.max(0.0) } else { 0.0 };
+                p.account.usage = Some(Usage { report: pool.report, metered, checked_at: pool.checked_at });
+            }
+        }
+        mark_exhausted(p, now, chrono::Utc::now());
+        true
     }
 
     /// Sets the account's model list (§7.2), replacing the tier rule.

@@ -1180,3 +1180,33 @@ mod health_loop {
         drop(held);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_pools_usage_replaces_an_older_poll_and_adds_more_metering() {
+    use crate::usage::UsageReport;
+    let mut p = provider("a", 1, 0);
+    p.usage = Some(UsageParams { refresh_interval: Duration::from_secs(300), reserve: 0.0 });
+    let b = Balancer::new(spec(vec![p], vec![rule("default", StrategyKind::RoundRobin, &["a"])]));
+    let report =
+        |used: f64| UsageReport { used, limit: 100.0, reset_at: None, tier: Some("KIRO PRO".into()) };
+    let used = |b: &Balancer| b.snapshot().providers[0].usage.as_ref().map(|u| (u.used, u.metered));
+    b.record_usage("a", Ok(report(10.0)));
+    let mine = b.snapshot().providers[0].usage.clone().unwrap().checked_at;
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(mine.timestamp_millis() + ms).unwrap();
+    // An older poll by another instance: ignored.
+    b.set_pool_usage("a", shared::PoolUsage { report: report(5.0), checked_at: at(-1000), metered: 50.0 });
+    assert_eq!(used(&b), Some((10.0, 0.0)));
+    // The same poll with credits other instances metered since: counted.
+    b.set_pool_usage("a", shared::PoolUsage { report: report(10.0), checked_at: at(0), metered: 2.5 });
+    assert_eq!(used(&b), Some((12.5, 2.5)));
+    // Our own metering not yet in the pool's count is not taken back.
+    b.record_metering("a", 1.0);
+    b.set_pool_usage("a", shared::PoolUsage { report: report(10.0), checked_at: at(0), metered: 3.0 });
+    assert_eq!(used(&b), Some((13.5, 3.5)));
+    // A newer poll replaces everything; used up, it excludes the account here too.
+    b.set_pool_usage("a", shared::PoolUsage { report: report(100.0), checked_at: at(1000), metered: 0.0 });
+    assert_eq!(used(&b), Some((100.0, 0.0)));
+    assert!(b.snapshot().providers[0].blocked.contains(&BlockReason::QuotaExhausted));
+    // Memory backend: the poller never skips a poll.
+    assert_eq!(b.pool_usage_fresh_for("a"), None);
+}

@@ -90,7 +90,12 @@ impl DemoControls for Faults {
 
 /// A running demo.
 pub struct Demo {
+    /// The (first) instance: the dashboard's.
     pub running: Running,
+    /// With `--instances N`: the other instances in front of the same pool, sharing its state.
+    pub others: Vec<Running>,
+    /// The demo's private `redis-server`, when it started one.
+    redis: Option<super::redis::RedisServer>,
     /// The upstreams, their token files and the config (in a temp dir that lives with the demo).
     pub pool: SimPool,
     pub traffic: Arc<TrafficStats>,
@@ -105,6 +110,50 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Traffic workers (concurrent simulated Claude Code sessions).
     pub workers: usize,
+    /// ccr instances in front of the pool (0 or 1: one; more share the state through Redis).
+    pub instances: usize,
+    /// The Redis the instances share; `None` with several instances: a private `redis-server`.
+    pub redis: Option<String>,
+}
+
+/// The shared-state section of a demo with several instances (or an explicit Redis): the URL
+/// given, else a private `redis-server` (returned, to be kept alive). Each demo run uses its
+/// own key prefix: a Redis used before keeps nothing that could mislead this run.
+fn demo_state(
+    options: &DemoOptions,
+) -> color_eyre::Result<Option<(serde_json::Value, Option<super::redis::RedisServer>)>> {
+    if options.instances <= 1 && options.redis.is_none() {
+        return Ok(None);
+    }
+    let (url, server) = match &options.redis {
+        Some(url) => (url.clone(), None),
+        None => {
+            let server = super::redis::RedisServer::start().map_err(|e| {
+                color_eyre::eyre::eyre!(
+                    "--instances {} shares the pool through Redis: give --redis URL, or install redis-server ({e})",
+                    options.instances
+                )
+            })?;
+            (server.url(), Some(server))
+        }
+    };
+    let prefix = format!("ccr-demo-{}:", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    Ok(Some((json!({"state": {"backend": "redis", "url": url, "keyPrefix": prefix}}), server)))
+}
+
+/// Where instance `i` listens: the first where asked, the others on the next ports (any free
+/// port when the first's is 0 or the next one is taken).
+fn listen_of(first: &ListenOverride, i: usize) -> ListenOverride {
+    if i == 0 {
+        return first.clone();
+    }
+    let host = first.host.clone();
+    let port = first
+        .port
+        .filter(|p| *p != 0)
+        .and_then(|p| p.checked_add(u16::try_from(i).ok()?))
+        .filter(|p| std::net::TcpListener::bind((host.as_deref().unwrap_or("127.0.0.1"), *p)).is_ok());
+    ListenOverride { host, port: Some(port.unwrap_or(0)) }
 }
 
 /// The demo's accounts: a roomy PRO+ account with a bonus, and a FREE account on a free trial
@@ -164,17 +213,35 @@ pub fn demo_pool(seed: u64) -> (SimPoolBuilder, Vec<(Duration, f64)>) {
 impl Demo {
     /// Start the upstreams, ccr and the traffic.
     pub async fn start(options: DemoOptions) -> color_eyre::Result<Demo> {
-        let (pool, knobs) = demo_pool(options.seed);
+        let (mut pool, knobs) = demo_pool(options.seed);
+        let state = demo_state(&options)?;
+        let mut redis = None;
+        if let Some((section, server)) = state {
+            pool = pool.merge(section);
+            redis = server;
+        }
         let pool = pool.start().await?;
         for (i, up) in pool.upstreams.iter().enumerate() {
             up.set_account(Some(demo_account(i)));
         }
         let config = pool.parsed_config().map_err(|e| color_eyre::eyre::eyre!("demo config: {e}"))?;
-        let running =
-            app::launch(config, ConfigSource::Flag(pool.config_path.clone()), options.listen).await?;
+        let running = app::launch(
+            config.clone(),
+            ConfigSource::Flag(pool.config_path.clone()),
+            listen_of(&options.listen, 0),
+        )
+        .await?;
+        let mut others = Vec::new();
+        for i in 1..options.instances.max(1) {
+            let listen = listen_of(&options.listen, i);
+            others.push(
+                app::launch(config.clone(), ConfigSource::Flag(pool.config_path.clone()), listen).await?,
+            );
+        }
         let (workers, stats) = traffic::spawn(
             TrafficOptions {
                 base_url: running.base_url(),
+                more_base_urls: others.iter().map(Running::base_url).collect(),
                 workers: options.workers.max(1),
                 think_time: (Duration::from_millis(100), Duration::from_millis(900)),
                 seed: options.seed,
@@ -185,17 +252,26 @@ impl Demo {
         );
         let faults =
             Arc::new(Faults { upstreams: pool.upstreams.clone(), knobs: std::sync::Mutex::new(knobs) });
-        Ok(Demo { running, pool, traffic: stats, faults, workers })
+        Ok(Demo { running, others, redis, pool, traffic: stats, faults, workers })
+    }
+
+    /// Every instance's address, the dashboard's first.
+    pub fn base_urls(&self) -> Vec<String> {
+        std::iter::once(&self.running).chain(&self.others).map(Running::base_url).collect()
     }
 
     /// Stop the traffic, ccr and the upstreams.
     pub async fn shutdown(self) {
-        let Demo { running, pool, workers, .. } = self;
+        let Demo { running, others, redis, pool, workers, .. } = self;
         running.shutdown().await;
+        for other in others {
+            other.shutdown().await;
+        }
         for w in workers {
             let _ = w.await;
         }
         pool.shutdown().await;
+        drop(redis);
     }
 }
 
@@ -207,11 +283,21 @@ pub async fn run_headless(options: DemoOptions, duration: Duration) -> color_eyr
     let demo = Demo::start(options).await?;
     println!(
         "ccr demo listening on {} (simulated upstreams: {})",
-        demo.running.base_url(),
+        demo.base_urls().join(" and "),
         demo.pool.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
     );
+    if let Some(state) = demo.running.runtime.config().state.url.as_deref().map(crate::state::redact_url) {
+        println!(
+            "{} instances share the pool's state through {state}; each conversation's turns alternate between them",
+            1 + demo.others.len()
+        );
+    }
     println!("{}", crate::firstrun::claude_code_env(&demo.running.base_url(), false));
-    let printer = crate::status::spawn_printer(demo.running.snapshots(), demo.running.shutdown_signal());
+    let mut printers =
+        vec![crate::status::spawn_printer(demo.running.snapshots(), demo.running.shutdown_signal())];
+    for other in &demo.others {
+        printers.push(crate::status::spawn_printer(other.snapshots(), other.shutdown_signal()));
+    }
     let third = duration / 3;
     tokio::time::sleep(third).await;
     let say = |r: Result<String, FaultError>| println!("{}", r.unwrap_or_else(|e| e.to_string()));
@@ -219,7 +305,9 @@ pub async fn run_headless(options: DemoOptions, duration: Duration) -> color_eyr
     tokio::time::sleep(third).await;
     say(demo.faults.inject(DEMO_PROVIDERS[0], DemoAction::BringBack));
     tokio::time::sleep(duration.saturating_sub(third * 2)).await;
-    printer.abort();
+    for printer in printers {
+        printer.abort();
+    }
     let summary = demo.traffic.summary();
     let errors = demo.traffic.errors.load(std::sync::atomic::Ordering::Relaxed);
     demo.shutdown().await;
@@ -235,6 +323,13 @@ pub async fn run_interactive(options: DemoOptions) -> color_eyre::Result<()> {
         demo.running.base_url(),
         demo.pool.upstreams.iter().map(|u| u.base_url()).collect::<Vec<_>>().join(", ")
     );
+    for other in &demo.others {
+        tracing::info!(
+            "demo: another ccr on {} shares the pool's state: `ccr status --url {}` shows it",
+            other.base_url(),
+            other.base_url()
+        );
+    }
     tracing::info!(
         "point Claude Code here: ANTHROPIC_BASE_URL={} ANTHROPIC_AUTH_TOKEN=ccr API_TIMEOUT_MS={}",
         demo.running.base_url(),

@@ -83,6 +83,9 @@ impl TrafficStats {
 #[derive(Debug, Clone)]
 pub struct TrafficOptions {
     pub base_url: String,
+    /// Other instances of the same pool: a worker's turns go to `base_url` and these in turn
+    /// (its conversation moves between instances).
+    pub more_base_urls: Vec<String>,
     pub workers: usize,
     /// Pause between a worker's requests: uniformly random in this range.
     pub think_time: (Duration, Duration),
@@ -120,7 +123,7 @@ pub fn spawn(
                     let body = request_for(category, worker, turn, options.long_context_tokens);
                     tokio::select! {
                         _ = shutdown.wait_for(|stop| *stop) => return,
-                        _ = send(&http, &options, &body, &stats) => {}
+                        _ = send(&http, &options, options.base_url_for(worker, turn), &body, &stats) => {}
                     }
                 }
             })
@@ -141,9 +144,24 @@ fn pick(rng: &mut StdRng) -> Category {
     Category::Default
 }
 
-async fn send(http: &reqwest::Client, options: &TrafficOptions, body: &Value, stats: &TrafficStats) {
+impl TrafficOptions {
+    /// The instance a worker's turn goes to: the first alone, else one after the other.
+    fn base_url_for(&self, worker: usize, turn: u64) -> &str {
+        let n = 1 + self.more_base_urls.len();
+        let i = (worker + usize::try_from(turn).unwrap_or(0)) % n;
+        if i == 0 { &self.base_url } else { &self.more_base_urls[i - 1] }
+    }
+}
+
+async fn send(
+    http: &reqwest::Client,
+    options: &TrafficOptions,
+    base_url: &str,
+    body: &Value,
+    stats: &TrafficStats,
+) {
     stats.sent.fetch_add(1, Ordering::Relaxed);
-    let mut request = http.post(format!("{}/v1/messages?beta=true", options.base_url)).json(body);
+    let mut request = http.post(format!("{base_url}/v1/messages?beta=true")).json(body);
     if let Some(key) = &options.api_key {
         request = request.header("x-api-key", key);
     }

@@ -82,6 +82,10 @@ impl Runtime {
         if let Some(link) = state.redis() {
             keys.set_counters(Arc::new(crate::keys::RedisCounters::new(link.clone())));
         }
+        let models = crate::providers::codewhisperer::model_list::ModelCatalog::default();
+        if let Some(link) = state.redis() {
+            models.share_with(Arc::new(crate::state::models::RedisModels::new(link.clone())));
+        }
         let live = build_live(config, &http, None);
         state.attach_balancer(&balancer);
         state.attach_clients(&live.clients);
@@ -97,7 +101,7 @@ impl Runtime {
             reload_lock: Mutex::new(()),
             publisher: publisher::Publisher::default(),
             drain: Drain::default(),
-            models: Default::default(),
+            models,
             keys,
             state,
         })

@@ -42,6 +42,8 @@ struct Target {
     checking: bool,
     /// A check was asked for while one was running: run another when it ends.
     again: bool,
+    /// The next check was asked for: it runs even if the pool's report is fresh.
+    forced: bool,
 }
 
 async fn run(balancer: Arc<Balancer>, check: UsageFn, mut shutdown: watch::Receiver<bool>, mut rng: StdRng) {
@@ -58,6 +60,7 @@ async fn run(balancer: Arc<Balancer>, check: UsageFn, mut shutdown: watch::Recei
                 due: now,
                 checking: false,
                 again: false,
+                forced: false,
             });
             if t.interval != params.refresh_interval {
                 t.interval = params.refresh_interval;
@@ -70,11 +73,19 @@ async fn run(balancer: Arc<Balancer>, check: UsageFn, mut shutdown: watch::Recei
                     t.again = true;
                 } else {
                     t.due = now;
+                    t.forced = true;
                 }
             }
         }
         for (id, t) in targets.iter_mut() {
             if !t.checking && t.due <= now {
+                if !std::mem::take(&mut t.forced)
+                    && let Some(fresh) = balancer.pool_usage_fresh_for(id)
+                {
+                    // Another instance polled it lately: its report is the pool's.
+                    t.due = now + fresh + jittered(t.interval, &mut rng) / 20;
+                    continue;
+                }
                 t.checking = true;
                 let check = check.clone();
                 let id = id.clone();
@@ -95,6 +106,7 @@ async fn run(balancer: Arc<Balancer>, check: UsageFn, mut shutdown: watch::Recei
                 if let Some(t) = targets.get_mut(&id) {
                     t.checking = false;
                     t.due = if std::mem::take(&mut t.again) {
+                        t.forced = true;
                         Instant::now()
                     } else {
                         Instant::now() + jittered(t.interval, &mut rng)

@@ -13,9 +13,11 @@
 //! - [`RedisLink`]: the connection (key prefix, bounded timeouts, local fallback, reconnects).
 //!
 //! On top of it: [`pool::RedisPool`] (the balancer's shared pool: bindings, exclusions, breakers,
-//! leases) and [`tokens::RedisTokens`] (one token refresh for the pool).
+//! leases, usage) , [`tokens::RedisTokens`] (one token refresh for the pool) and
+//! [`models::RedisModels`] (the accounts' model lists).
 
 mod link;
+pub mod models;
 pub mod pool;
 pub mod tokens;
 
@@ -76,12 +78,14 @@ impl Default for StateStatus {
 }
 
 /// What `/status` lists as pool-wide with the Redis backend.
-pub const POOL_WIDE: [&str; 5] = [
+pub const POOL_WIDE: [&str; 7] = [
     "providers[].blocked: cooling_down, quota_exhausted, suspended, needs_login, drained, breaker_open seen by any instance",
     "maxConcurrentRequests: counted over every instance's leases (providers[].inFlight is this instance's share)",
     "conversation bindings (providers[].sessions counts those this instance has served)",
-    "the breaker's half-open probe: one for the pool",
+    "the breaker's half-open probe: one for the pool; its success closes the breaker on every instance",
     "token refreshes: one for the pool",
+    "providers[].usage: the latest usage poll by any instance (fresh for usage.refreshInterval), used and metered counting every instance's metered credits",
+    "the accounts' model lists behind /v1/models: fetched by one instance, used by all for 10 minutes",
 ];
 
 impl SharedState {

@@ -11,15 +11,22 @@
 //! | `suspended:{id}`, `login:{id}`, `drain:{id}` | `1` | [`FLAG_TTL`] |
 //! | `open:{id}` | when the half-open probe may go (ms, Redis clock) | the reset timeout + [`OPEN_GRACE`] |
 //! | `probe:{id}` | the member sending the pool's one probe | [`PROBE_TTL`] |
+//! | `usage:{id}` | the last usage poll's report (JSON, [`UsageRecord`]) | the account's `usage.refreshInterval` |
+//! | `metered:{id}` | credits metered by every instance since that poll | the same as `usage:{id}` |
+//! | `reset:{id}`, `undrain:{id}` | the operator's last reset / undrain (`instance:nonce:ms`) | [`WORD_TTL`] |
+//! | `closed:{id}` | the pool's last successful half-open probe (same form) | [`WORD_TTL`] |
 //!
 //! The pick costs one round trip ([`ACQUIRE`]); everything else runs in the background.
 
 use super::RedisLink;
 use crate::balancer::Balancer;
 use crate::balancer::shared::{
-    AcquireRequest, Acquired, BoxFuture, PoolView, ProbeEnd, Publication, SharedPool,
+    AcquireRequest, Acquired, BoxFuture, OperatorWord, PoolUsage, PoolView, ProbeEnd, Publication, SharedPool,
 };
+use crate::usage::UsageReport;
+use chrono::{DateTime, Utc};
 use redis::Script;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
@@ -34,6 +41,9 @@ pub const FLAG_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const OPEN_GRACE: Duration = Duration::from_secs(600);
 /// Longest time one instance holds the pool's probe of an account.
 pub const PROBE_TTL: Duration = Duration::from_secs(60);
+/// How long an operator's reset or undrain stays for instances to see (they see it within a
+/// sync; one away longer missed it and keeps its own state).
+pub const WORD_TTL: Duration = Duration::from_secs(3600);
 /// How often the pool's slowly changing states are read into the local view.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -136,16 +146,18 @@ return 1
 });
 
 /// The pool's view of every account. KEYS: per account cool, quota, suspended, login, drain,
-/// open, lease (7 each). Answers 7 numbers per account: cool ms, quota ms, suspended, login,
-/// drain, open ms left, live leases.
+/// open, lease, usage, metered, reset, undrain, closed ([`SYNC_KEYS`] each). Answers per
+/// account: cool ms, quota ms, suspended, login, drain, open ms left, live leases (numbers), then
+/// the usage report, the metered credits, the operator's last reset and undrain and the pool
+/// probe's last success (strings, nil when absent).
 static SYNC: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
-for i = 0, #KEYS / 7 - 1 do
-  local k = i * 7
+for i = 0, #KEYS / 12 - 1 do
+  local k = i * 12
   out[#out + 1] = redis.call('PTTL', KEYS[k + 1])
   out[#out + 1] = redis.call('PTTL', KEYS[k + 2])
   out[#out + 1] = redis.call('EXISTS', KEYS[k + 3])
@@ -157,11 +169,109 @@ for i = 0, #KEYS / 7 - 1 do
   if left < 0 then left = 0 end
   out[#out + 1] = left
   out[#out + 1] = redis.call('ZCOUNT', KEYS[k + 7], now, '+inf')
+  out[#out + 1] = redis.call('GET', KEYS[k + 8])
+  out[#out + 1] = redis.call('GET', KEYS[k + 9])
+  out[#out + 1] = redis.call('GET', KEYS[k + 10])
+  out[#out + 1] = redis.call('GET', KEYS[k + 11])
+  out[#out + 1] = redis.call('GET', KEYS[k + 12])
 end
 return out
 ",
     )
 });
+
+/// The keys [`SYNC`] reads per account, in order.
+const SYNC_KEYS: [&str; 12] = [
+    "cool",
+    "quota",
+    "suspended",
+    "login",
+    "drain",
+    "open",
+    "lease",
+    "usage",
+    "metered",
+    "reset",
+    "undrain",
+    "closed",
+];
+
+/// A usage poll published. KEYS: usage, metered. ARGV: the record (JSON), its `checkedAt`, TTL
+/// ms. A newer poll (or the same one) already there wins; a new one starts the metered credits
+/// again.
+static PUBLISH_USAGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, old = pcall(cjson.decode, cur)
+  if ok and type(old) == 'table' and tonumber(old.checkedAt) and tonumber(old.checkedAt) >= tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[3]))
+redis.call('DEL', KEYS[2])
+return 1
+",
+    )
+});
+
+/// Metered credits added. KEYS: usage, metered. ARGV: credits. Counted only while the pool has
+/// a report, and kept as long as it.
+static METER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+redis.call('INCRBYFLOAT', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
+",
+    )
+});
+
+/// A usage report as the pool keeps it under `usage:{id}` (times in ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageRecord {
+    pub used: f64,
+    pub limit: f64,
+    #[serde(default)]
+    pub reset_at: Option<i64>,
+    #[serde(default)]
+    pub tier: Option<String>,
+    pub checked_at: i64,
+}
+
+impl UsageRecord {
+    fn of(usage: &PoolUsage) -> UsageRecord {
+        UsageRecord {
+            used: usage.report.used,
+            limit: usage.report.limit,
+            reset_at: usage.report.reset_at.map(|t| t.timestamp_millis()),
+            tier: usage.report.tier.clone(),
+            checked_at: usage.checked_at.timestamp_millis(),
+        }
+    }
+
+    /// The pool's usage from the record and the metered credits (`None` for junk).
+    fn usage(&self, metered: f64) -> Option<PoolUsage> {
+        let finite = |x: f64| x.is_finite() && x >= 0.0;
+        if !finite(self.used) || !finite(self.limit) {
+            return None;
+        }
+        Some(PoolUsage {
+            report: UsageReport {
+                used: self.used,
+                limit: self.limit,
+                reset_at: self.reset_at.and_then(DateTime::<Utc>::from_timestamp_millis),
+                tier: self.tier.clone(),
+            },
+            checked_at: DateTime::<Utc>::from_timestamp_millis(self.checked_at)?,
+            metered: if finite(metered) { metered } else { 0.0 },
+        })
+    }
+}
 
 /// Leases renewed. KEYS: lease. ARGV: ttl ms, members….
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
@@ -187,6 +297,10 @@ pub struct RedisPool {
     lease_ttl: Duration,
     /// Tickets this instance holds, per account (renewed in the background).
     live: Mutex<HashMap<String, HashSet<u64>>>,
+    /// The operator's words last seen, per key (applied when they change).
+    words_seen: Mutex<HashMap<String, String>>,
+    /// When this instance started (ms since the epoch).
+    started_ms: i64,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -201,6 +315,8 @@ impl RedisPool {
             next_ticket: AtomicU64::new(1),
             lease_ttl,
             live: Mutex::new(HashMap::new()),
+            words_seen: Mutex::new(HashMap::new()),
+            started_ms: Utc::now().timestamp_millis(),
         })
     }
 
@@ -224,23 +340,40 @@ impl RedisPool {
         }
         let mut invocation = SYNC.prepare_invoke();
         for id in ids {
-            for kind in ["cool", "quota", "suspended", "login", "drain", "open", "lease"] {
+            for kind in SYNC_KEYS {
                 invocation.key(self.keys(kind, id));
             }
         }
         let read_at = Instant::now();
         let Some(values) = self
             .link
-            .run_background(|mut c| async move { invocation.invoke_async::<Vec<i64>>(&mut c).await })
+            .run_background(|mut c| async move { invocation.invoke_async::<Vec<redis::Value>>(&mut c).await })
             .await
         else {
             return false;
         };
         let now = Instant::now();
         let at = |left: i64| (left > 0).then(|| now + Duration::from_millis(left.unsigned_abs()));
-        for (id, v) in ids.iter().zip(values.chunks_exact(7)) {
+        for (id, raw) in ids.iter().zip(values.chunks_exact(SYNC_KEYS.len())) {
+            let v: Vec<i64> = raw[..7].iter().map(|v| int(Some(v))).collect();
             let own = self.live().get(id).map_or(0, HashSet::len);
             let leases = usize::try_from(v[6]).unwrap_or(0);
+            let words = [
+                (&raw[9], OperatorWord::Reset),
+                (&raw[10], OperatorWord::Undrain),
+                (&raw[11], OperatorWord::Closed),
+            ];
+            for (value, word) in words {
+                if self.new_word(id, word, text(value)) {
+                    balancer.apply_pool_word(id, word);
+                }
+            }
+            if let Some(record) = text(&raw[7]).and_then(|t| serde_json::from_str::<UsageRecord>(&t).ok()) {
+                let metered = text(&raw[8]).and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
+                if let Some(usage) = record.usage(metered) {
+                    balancer.set_pool_usage(id, usage);
+                }
+            }
             balancer.set_pool_view(
                 id,
                 PoolView {
@@ -348,6 +481,28 @@ impl RedisPool {
         acquired
     }
 
+    /// Whether `value` of `id`'s `word` key is another instance's word this one has not applied
+    /// yet. At the first look a word given before this instance started is only recorded (it is
+    /// not for this instance); the value ends with when it was given (ms since the epoch).
+    fn new_word(&self, id: &str, word: OperatorWord, value: Option<String>) -> bool {
+        let key = format!("{}:{id}", word.kind());
+        let mut seen = self.words_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let first = !seen.contains_key(&key);
+        // No word (yet): remembered as empty, so that the next one counts.
+        let value = value.unwrap_or_default();
+        if seen.get(&key) == Some(&value) {
+            return false;
+        }
+        let own = value.is_empty() || value.starts_with(&format!("{}:", self.instance));
+        let given_after_start = value
+            .rsplit(':')
+            .next()
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .is_some_and(|ms| ms >= self.started_ms);
+        seen.insert(key, value);
+        !own && (!first || given_after_start)
+    }
+
     fn forget(&self, id: &str, ticket: u64) {
         let mut live = self.live();
         if let Some(t) = live.get_mut(id) {
@@ -386,7 +541,73 @@ fn parse_acquire(reply: &[redis::Value], ticket: u64) -> Acquired {
     }
 }
 
+impl RedisPool {
+    /// Runs `invocation` in the background (fire and forget).
+    fn spawn_script(&self, invocation: redis::ScriptInvocation<'static>) {
+        let link = self.link.clone();
+        tokio::spawn(async move {
+            link.run_background(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await }).await;
+        });
+    }
+}
+
 impl SharedPool for RedisPool {
+    fn publish_usage(&self, provider: &str, usage: PoolUsage, fresh_for: Duration) {
+        if !self.link.is_connected() {
+            return;
+        }
+        let record = UsageRecord::of(&usage);
+        let Ok(json) = serde_json::to_string(&record) else { return };
+        let mut invocation = PUBLISH_USAGE.prepare_invoke();
+        invocation
+            .key(self.keys("usage", provider))
+            .key(self.keys("metered", provider))
+            .arg(json)
+            .arg(record.checked_at)
+            .arg(ms(fresh_for).max(1));
+        self.spawn_script(invocation);
+    }
+
+    fn operator_word(&self, provider: &str, word: OperatorWord) {
+        if !self.link.is_connected() {
+            return;
+        }
+        let key = self.keys(word.kind(), provider);
+        let value = format!(
+            "{}:{}:{}",
+            self.instance,
+            uuid::Uuid::new_v4().simple(),
+            chrono::Utc::now().timestamp_millis()
+        );
+        // Seen as our own: this instance applied it already.
+        self.words_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(format!("{}:{provider}", word.kind()), value.clone());
+        let link = self.link.clone();
+        tokio::spawn(async move {
+            link.run_background(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ms(WORD_TTL))
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await;
+        });
+    }
+
+    fn meter(&self, provider: &str, credits: f64) {
+        if !self.link.is_connected() || !credits.is_finite() || credits <= 0.0 {
+            return;
+        }
+        let mut invocation = METER.prepare_invoke();
+        invocation.key(self.keys("usage", provider)).key(self.keys("metered", provider)).arg(credits);
+        self.spawn_script(invocation);
+    }
+
     fn acquire(&self, req: AcquireRequest) -> BoxFuture<'_, Acquired> {
         Box::pin(self.acquire_inner(req))
     }
@@ -416,6 +637,10 @@ impl SharedPool for RedisPool {
         tokio::spawn(async move {
             link.run_background(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await }).await;
         });
+        if probe == ProbeEnd::Closed {
+            // The other instances' own open breakers close too.
+            self.operator_word(provider, OperatorWord::Closed);
+        }
     }
 
     fn publish(&self, p: Publication) {
@@ -452,5 +677,53 @@ impl SharedPool for RedisPool {
         tokio::spawn(async move {
             link.run_background(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await }).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_records_round_trip_and_junk_is_dropped() {
+        let usage = PoolUsage {
+            report: UsageReport {
+                used: 12.5,
+                limit: 50.0,
+                reset_at: DateTime::<Utc>::from_timestamp_millis(1_767_225_600_000),
+                tier: Some("KIRO PRO".into()),
+            },
+            checked_at: DateTime::<Utc>::from_timestamp_millis(1_764_000_000_123).unwrap(),
+            metered: 0.0,
+        };
+        let json = serde_json::to_string(&UsageRecord::of(&usage)).unwrap();
+        let back: UsageRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.usage(1.25), Some(PoolUsage { metered: 1.25, ..usage.clone() }));
+        assert_eq!(back.usage(f64::NAN).map(|u| u.metered), Some(0.0));
+        let junk = UsageRecord { used: -1.0, ..back };
+        assert_eq!(junk.usage(0.0), None);
+    }
+
+    #[test]
+    fn an_operators_word_is_applied_once_and_never_by_its_sender() {
+        let link = Arc::new(RedisLink::new("redis://127.0.0.1:1/0", "t:", Duration::from_millis(5)).unwrap());
+        let pool = RedisPool::new(link, Duration::from_secs(30));
+        let word = OperatorWord::Reset;
+        let before = format!("other:n1:{}", pool.started_ms - 60_000);
+        // Given before this instance started: recorded, not applied.
+        assert!(!pool.new_word("a", word, Some(before.clone())));
+        assert!(!pool.new_word("a", word, Some(before)));
+        // A new one: applied once.
+        let later = format!("other:n2:{}", pool.started_ms + 1);
+        assert!(pool.new_word("a", word, Some(later.clone())));
+        assert!(!pool.new_word("a", word, Some(later)));
+        // Gone (expired, or Redis restarted): nothing to do.
+        assert!(!pool.new_word("a", word, None));
+        // Our own word is not applied twice.
+        let own = format!("{}:n3:{}", pool.instance, pool.started_ms + 2);
+        assert!(!pool.new_word("a", word, Some(own)));
+        // Seen first after start, given after start: applied (the first sync may come late).
+        let fresh = format!("other:n4:{}", pool.started_ms + 3);
+        assert!(pool.new_word("b", OperatorWord::Undrain, Some(fresh)));
     }
 }

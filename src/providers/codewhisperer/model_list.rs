@@ -10,11 +10,12 @@
 //!
 //! The catalog is the union over every account that answered (an id is listed when at least one
 //! account can use it), cached for [`CACHE_TTL`]; accounts that fail are skipped, and when all
-//! fail the previous list is kept.
+//! fail the previous list is kept. With a shared pool (Redis) the per-account lists another
+//! instance fetched are used while fresh ([`ModelCatalog::share_with`]).
 
 use super::client::{CodeWhispererClient, JsonCall, UpstreamError, UpstreamErrorKind};
 use super::models::AUTO;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,7 +31,7 @@ const MAX_PAGES: usize = 5;
 pub const CREATED_AT: &str = "2025-01-01T00:00:00Z";
 
 /// One model as `ListAvailableModels` describes it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KiroModel {
     pub model_id: String,
@@ -42,7 +43,7 @@ pub struct KiroModel {
     pub token_limits: Option<TokenLimits>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenLimits {
     #[serde(default)]
@@ -205,12 +206,32 @@ pub struct ModelCatalog {
     cached: Mutex<Cached>,
     /// One refresh at a time; the others wait for it and read its result.
     refreshing: tokio::sync::Mutex<()>,
+    /// The pool's lists, when shared.
+    shared: std::sync::OnceLock<Arc<dyn SharedModelLists>>,
+}
+
+/// Where the per-account lists are shared with the pool's other instances (Redis, in
+/// `crate::state::models`), when they are.
+pub trait SharedModelLists: Send + Sync + std::fmt::Debug {
+    /// The lists the pool holds for `ids`, with how long each stays fresh (bounded; empty when
+    /// the store does not answer).
+    fn load<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> futures_util::future::BoxFuture<'a, Vec<(String, Vec<KiroModel>, Duration)>>;
+    /// Publishes account `id`'s list for [`CACHE_TTL`] (does not wait).
+    fn store(&self, id: &str, models: &[KiroModel]);
 }
 
 impl ModelCatalog {
     fn fresh(&self) -> Option<Arc<Vec<CatalogModel>>> {
         let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         cached.fetched_at.filter(|at| at.elapsed() < CACHE_TTL).map(|_| cached.models.clone())
+    }
+
+    /// Reads and publishes the per-account lists through the pool's store.
+    pub fn share_with(&self, store: Arc<dyn SharedModelLists>) {
+        let _ = self.shared.set(store);
     }
 
     /// What is cached now, fresh or not (never fetches).
@@ -237,15 +258,30 @@ impl ModelCatalog {
         if let Some(models) = self.fresh() {
             return Ok(models);
         }
+        let mut lists = Vec::new();
+        // The pool's lists that are still fresh, and when the first of them goes stale.
+        let mut pool_left: Option<Duration> = None;
+        if let Some(shared) = self.shared.get() {
+            let ids: Vec<String> = clients.iter().map(|(id, _)| id.clone()).collect();
+            for (id, models, left) in shared.load(&ids).await {
+                pool_left = Some(pool_left.map_or(left, |l| l.min(left)));
+                lists.push((id, models));
+            }
+        }
+        let to_fetch: Vec<_> = clients.iter().filter(|(id, _)| !lists.iter().any(|(l, _)| l == id)).collect();
         let results = futures_util::future::join_all(
-            clients.iter().map(|(id, client)| async move { (id.clone(), list_models(client).await) }),
+            to_fetch.into_iter().map(|(id, client)| async move { (id.clone(), list_models(client).await) }),
         )
         .await;
-        let mut lists = Vec::new();
         let mut last_error = None;
         for (id, result) in results {
             match result {
-                Ok(models) => lists.push((id, models)),
+                Ok(models) => {
+                    if let Some(shared) = self.shared.get() {
+                        shared.store(&id, &models);
+                    }
+                    lists.push((id, models));
+                }
                 Err(e) => {
                     tracing::warn!(provider = %id, "ListAvailableModels failed: {}", e.message);
                     last_error = Some(e);
@@ -261,8 +297,11 @@ impl ModelCatalog {
                 UpstreamError::new(UpstreamErrorKind::Connect, "no provider is configured")
             }));
         }
+        lists.sort_by(|a, b| a.0.cmp(&b.0));
         cached.models = Arc::new(merge(&lists));
-        cached.fetched_at = Some(Instant::now());
+        let now = Instant::now();
+        let age = CACHE_TTL.saturating_sub(pool_left.unwrap_or(CACHE_TTL));
+        cached.fetched_at = Some(now.checked_sub(age).unwrap_or(now));
         Ok(cached.models.clone())
     }
 }
