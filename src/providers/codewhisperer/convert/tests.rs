@@ -939,3 +939,56 @@ fn validator_accepts_empty_user_content_only_with_tool_results() {
     }
     assert_eq!(check_kiro_body(&body), Err("rule 3: currentMessage.content is empty".to_owned()));
 }
+
+/// Texts go to Kiro still escaped as the client wrote them: every kind of escape must arrive
+/// meaning the same text (decoded by a JSON parser on the other side).
+#[test]
+fn escaped_texts_arrive_meaning_what_the_client_sent() {
+    let tricky = "tab\there \"quoted\" back\\slash /slash caf\u{e9} \u{1F600} \u{1} \u{1f} line\nend";
+    // Written with every escape form JSON allows, not only serde_json's.
+    let raw_json =
+        r#""tab\there \"quoted\" back\\slash \/slash caf\u00e9 \ud83d\ude00 \u0001 \u001F line\nend""#;
+    let decoded: String = serde_json::from_str(raw_json).expect("valid JSON string");
+    assert_eq!(decoded, tricky);
+    let body = format!(
+        r#"{{"model":"claude-sonnet-4-5","max_tokens":10,"system":[{{"type":"text","text":{raw_json}}}],
+        "messages":[
+          {{"role":"user","content":[{{"type":"text","text":{raw_json}}}]}},
+          {{"role":"assistant","content":[{{"type":"thinking","thinking":{raw_json}}},{{"type":"tool_use","id":"t1","name":"Read","input":{{"p":{raw_json}}}}}]}},
+          {{"role":"user","content":[{{"tool_use_id":"t1","type":"tool_result","content":{raw_json}}},{{"type":"text","text":{raw_json}}}]}}
+        ]}}"#
+    );
+    let r = parse_request(body.as_bytes()).expect("parses");
+    let (_, v) = run(&r);
+    let state = &v["conversationState"];
+    let current = &state["currentMessage"]["userInputMessage"];
+    assert_eq!(current["content"], json!(tricky));
+    let results = &current["userInputMessageContext"]["toolResults"];
+    assert_eq!(results[0]["content"][0]["text"], json!(tricky));
+    let history = state["history"].as_array().expect("history");
+    assert!(history[0]["userInputMessage"]["content"].as_str().expect("system turn").ends_with(tricky));
+    assert_eq!(history[2]["userInputMessage"]["content"], json!(tricky));
+    let assistant = &history[3]["assistantResponseMessage"];
+    assert_eq!(assistant["content"], json!(format!("<thinking>{tricky}</thinking>")));
+    assert_eq!(assistant["toolUses"][0]["input"]["p"], json!(tricky));
+}
+
+/// The fuzzer's raw-body seeds (first byte even: the rest is a request body) go through parse,
+/// estimate, conversion and the §3.5 validator in every `cargo test`, not only under the fuzzer.
+#[test]
+fn the_fuzzers_raw_body_seeds_convert_into_bodies_kiro_accepts() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/request_converter");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).expect("the seeds directory") {
+        let bytes = std::fs::read(entry.expect("an entry").path()).expect("a seed");
+        let Some((&mode, rest)) = bytes.split_first() else { continue };
+        if mode % 2 != 0 {
+            continue; // a recipe for the fuzzer's request builder, not a body
+        }
+        let r = parse_request(rest).expect("a seed body parses");
+        assert!(r.estimate_input_tokens() > 0);
+        run(&r);
+        checked += 1;
+    }
+    assert!(checked >= 2, "only {checked} raw seeds found");
+}
