@@ -12,10 +12,8 @@ use ccr::demo::redis::RedisServer;
 use ccr::demo::upstream::SimOptions;
 use common::{main_turn, sim};
 use serde_json::{Value, json};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const GENEROUS: Duration = Duration::from_secs(20);
 
@@ -28,30 +26,7 @@ struct Proc {
 impl Proc {
     /// `ccr start --port 0 --config path`; waits until it listens.
     async fn start(path: &std::path::Path) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ccr"))
-            .args(["start", "--port", "0", "--config"])
-            .arg(path)
-            .env("CCR_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("ccr starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let base = tokio::time::timeout(GENEROUS, async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(at) = line.find("listening on ") {
-                    return line[at + "listening on ".len()..].trim().to_string();
-                }
-            }
-            panic!("ccr ended before listening");
-        })
-        .await
-        .expect("ccr listens");
-        // Keep draining the log so ccr never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (child, base) = common::spawn_ccr(path).await;
         Proc { child, base }
     }
 

@@ -9,9 +9,7 @@ use ccr::demo::pool::{Account, SimPool};
 use ccr::demo::upstream::SimOptions;
 use common::sse;
 use serde_json::{Value, json};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const GENEROUS: Duration = Duration::from_secs(20);
@@ -34,30 +32,7 @@ async fn start(chunk_delay: Duration, server: Value) -> Ccr {
         .await
         .unwrap();
     let path = pool.config_path.clone();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ccr"))
-        .args(["start", "--port", "0", "--config"])
-        .arg(&path)
-        .env("CCR_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ccr starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = tokio::time::timeout(GENEROUS, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(at) = line.find("listening on ") {
-                return line[at + "listening on ".len()..].trim().to_string();
-            }
-        }
-        panic!("ccr ended before listening");
-    })
-    .await
-    .expect("ccr listens");
-    // Keep draining the log so ccr never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (child, base) = common::spawn_ccr(&path).await;
     Ccr { child, base, pool }
 }
 

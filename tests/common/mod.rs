@@ -139,3 +139,34 @@ pub fn sse_text(text: &str) -> String {
         .map(|(_, d)| d["delta"]["text"].as_str().unwrap_or_default().to_string())
         .collect()
 }
+
+/// Starts the real `ccr start --port 0 --config <path>` binary and waits (up to 20 s) for its
+/// "listening on" line. Returns the child (killed when dropped) and its base address; its log
+/// keeps being drained so it never blocks on a full pipe.
+pub async fn spawn_ccr(path: &std::path::Path) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ccr"))
+        .args(["start", "--port", "0", "--config"])
+        .arg(path)
+        .env("CCR_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ccr starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+    let base = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.expect("ccr's log") {
+            if let Some(at) = line.find("listening on ") {
+                return line[at + "listening on ".len()..].trim().to_string();
+            }
+        }
+        panic!("ccr ended before listening");
+    })
+    .await
+    .expect("ccr listens");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
