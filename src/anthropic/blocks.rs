@@ -118,8 +118,16 @@ impl<'de, T: Tagged> Visitor<'de> for TaggedVisitor<T> {
         let kind = kind.ok_or_else(|| de::Error::missing_field("type"))?;
         for (key, raw) in early {
             let mut de = serde_json::Deserializer::from_str(raw.get());
-            T::field(kind, &key, &mut fields, &mut de)
-                .map_err(|e| de::Error::custom(format_args!("{key}: {}", without_position(&e))))?;
+            // Named from the block on (`.text: …`, `.content[1].text: …`): `parse_request` appends it
+            // to the block's path, as if the key had been read in place.
+            T::field(kind, &key, &mut fields, &mut de).map_err(|e| {
+                let message = without_position(&e);
+                if message.starts_with('[') {
+                    de::Error::custom(format_args!(".{key}{message}"))
+                } else {
+                    de::Error::custom(format_args!(".{key}: {message}"))
+                }
+            })?;
         }
         T::build(kind, fields)
     }
@@ -197,7 +205,7 @@ impl Tagged for ContentBlock {
         use BlockKind as K;
         match (kind, key) {
             (K::Text, "text") => put(&mut f.text, Text::deserialize(d)?, "text"),
-            (K::Thinking, "thinking") => put(&mut f.text, or_default(d)?, "thinking"),
+            (K::Thinking, "thinking") => put(&mut f.text, Text::deserialize(d)?, "thinking"),
             (K::Image, "source") => put(&mut f.source, Source::deserialize(d)?, "source"),
             (K::Document, "source") => match Option::<Source>::deserialize(d)? {
                 Some(source) => put(&mut f.source, source, "source"),
@@ -206,11 +214,13 @@ impl Tagged for ContentBlock {
             (K::Document, "title") => put(&mut f.title, Option::<String>::deserialize(d)?, "title"),
             (K::ToolUse, "id") => put(&mut f.id, String::deserialize(d)?, "id"),
             (K::ToolUse, "name") => put(&mut f.name, String::deserialize(d)?, "name"),
-            (K::ServerToolUse, "id") => put(&mut f.id, or_default(d)?, "id"),
-            (K::ServerToolUse, "name") => put(&mut f.name, or_default(d)?, "name"),
+            (K::ServerToolUse, "id") => put(&mut f.id, String::deserialize(d)?, "id"),
+            (K::ServerToolUse, "name") => put(&mut f.name, String::deserialize(d)?, "name"),
             (K::ToolUse | K::ServerToolUse, "input") => put(&mut f.input, Value::deserialize(d)?, "input"),
             (K::ToolResult, "tool_use_id") => put(&mut f.tool_use_id, String::deserialize(d)?, "tool_use_id"),
-            (K::WebSearchToolResult, "tool_use_id") => put(&mut f.tool_use_id, or_default(d)?, "tool_use_id"),
+            (K::WebSearchToolResult, "tool_use_id") => {
+                put(&mut f.tool_use_id, String::deserialize(d)?, "tool_use_id")
+            }
             (K::ToolResult, "content") => put(&mut f.result, result_content(d)?, "content"),
             (K::ToolResult, "is_error") => put(&mut f.is_error, or_default(d)?, "is_error"),
             (K::WebSearchToolResult, "content") => put(&mut f.search, Value::deserialize(d)?, "content"),
@@ -302,7 +312,7 @@ impl Tagged for ToolResultBlock {
                 None => Ok(()),
             },
             (K::Document, "title") => put(&mut f.title, Option::<String>::deserialize(d)?, "title"),
-            (K::ToolReference, "tool_name") => put(&mut f.tool_name, or_default(d)?, "tool_name"),
+            (K::ToolReference, "tool_name") => put(&mut f.tool_name, String::deserialize(d)?, "tool_name"),
             _ => IgnoredAny::deserialize(d).map(|_| ()),
         }
     }
@@ -355,7 +365,7 @@ mod tests {
         let err = block(r#"{"text":"a","type":"text","text":"b"}"#).expect_err("twice");
         assert!(err.contains("duplicate field `text`"), "{err}");
         let err = block(r#"{"text":5,"type":"text"}"#).expect_err("a number before the type");
-        assert!(err.starts_with("text: invalid type: integer `5`, expected a string"), "{err}");
+        assert!(err.starts_with(".text: invalid type: integer `5`, expected a string"), "{err}");
         let err = block(r#"{"type":"tool_use","id":"x"}"#).expect_err("no name");
         assert!(err.starts_with("missing field `name`"), "{err}");
         let err = block(r#""text""#).expect_err("not an object");

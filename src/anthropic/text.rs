@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// A JSON string value, stored escaped and with its quotes, exactly as it was read.
-#[derive(Clone, PartialOrd, Ord)]
+#[derive(Clone)]
 pub struct Text(Box<str>);
 
 impl Text {
@@ -121,7 +121,7 @@ impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw: Box<str> = Box::<RawValue>::deserialize(deserializer)?.into();
         if raw.starts_with('"') {
-            return Ok(Text(raw));
+            return from_quoted_raw(raw);
         }
         Err(not_a_string::<D::Error>(&raw, &"a string"))
     }
@@ -129,7 +129,11 @@ impl<'de> Deserialize<'de> for Text {
 
 /// serde's "invalid type: integer `7`, expected …" for a raw JSON value that is not a string.
 pub(crate) fn not_a_string<E: de::Error>(raw: &str, expected: &dyn de::Expected) -> E {
-    let value: serde_json::Value = serde_json::from_str(raw).unwrap_or(serde_json::Value::Null);
+    let value: serde_json::Value = match serde_json::from_str(raw) {
+        Ok(value) => value,
+        // `1e999`: serde_json's own message ("number out of range").
+        Err(e) => return E::custom(crate::anthropic::blocks::without_position(&e)),
+    };
     let unexpected = match &value {
         serde_json::Value::Null => Unexpected::Unit,
         serde_json::Value::Bool(b) => Unexpected::Bool(*b),
@@ -146,10 +150,22 @@ pub(crate) fn not_a_string<E: de::Error>(raw: &str, expected: &dyn de::Expected)
     E::invalid_type(unexpected, expected)
 }
 
-/// Wraps an already escaped, quoted JSON string (from a raw capture) without checking it again.
-pub(crate) fn from_quoted_raw(raw: Box<str>) -> Text {
+/// Wraps an escaped, quoted JSON string from a raw capture.
+///
+/// serde_json's raw capture checks that a `\u` has four hex digits but not that surrogates come
+/// in pairs, which decoding the string did (and Kiro's parser does). A text with a `\uD…` escape
+/// is therefore decoded once here, so that a lone surrogate is refused with serde_json's message
+/// ("unexpected end of hex escape", "lone leading surrogate …"), exactly as before texts were kept escaped. Texts
+/// without one, nearly all, cost one `memmem` scan.
+pub(crate) fn from_quoted_raw<E: de::Error>(raw: Box<str>) -> Result<Text, E> {
     debug_assert!(raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"'));
-    Text(raw)
+    let bytes = raw.as_bytes();
+    let surrogate =
+        memchr::memmem::find_iter(bytes, b"\\u").any(|at| matches!(bytes.get(at + 2), Some(b'd' | b'D')));
+    if surrogate && let Err(e) = serde_json::from_str::<String>(&raw) {
+        return Err(E::custom(crate::anthropic::blocks::without_position(&e)));
+    }
+    Ok(Text(raw))
 }
 
 /// What a string needs escaped in JSON: `"`, `\` and the control characters.
@@ -367,7 +383,21 @@ mod tests {
         assert_eq!(text, "café 😀 \u{2028} / A");
         assert!(read(r#"" \n\t\r\u00a0\u2028 ""#).is_blank());
         assert!(!read(r#"" \n x""#).is_blank());
-        assert_eq!(read(r#""\ud83d""#).unescaped(), "\u{fffd}", "a lone surrogate");
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_refused_as_decoding_refused_it() {
+        for lone in [r#""a\ud83d""#, r#""\ude00""#, r#""\uD83D\uD83D\uDE00""#] {
+            let err = serde_json::from_str::<Text>(lone).expect_err("a lone surrogate").to_string();
+            let reference = serde_json::from_str::<String>(lone).expect_err("a lone surrogate").to_string();
+            assert_eq!(err.split(" at line").next(), reference.split(" at line").next(), "{lone}");
+        }
+        for fine in [r#""\ud83d\ude00""#, r#""\\ud83d""#, r#""\u00e9 \u2028""#] {
+            let text = serde_json::from_str::<Text>(fine).expect("valid");
+            assert_eq!(text.unescaped(), serde_json::from_str::<String>(fine).expect("valid"));
+        }
+        let err = serde_json::from_str::<Text>("1e999").expect_err("out of range").to_string();
+        assert!(err.starts_with("number out of range"), "{err}");
     }
 
     #[test]

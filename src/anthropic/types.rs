@@ -292,7 +292,7 @@ pub(super) fn result_content<'de, D: Deserializer<'de>>(
 ) -> Result<Option<Content<ToolResultBlock>>, D::Error> {
     let raw: Box<str> = Box::<RawValue>::deserialize(d)?.into();
     match raw.as_bytes().first() {
-        Some(b'"') => Ok(Some(Content::Text(text::from_quoted_raw(raw)))),
+        Some(b'"') => Ok(Some(Content::Text(text::from_quoted_raw(raw)?))),
         Some(b'n') => Ok(None),
         Some(b'[') => {
             let mut de = serde_json::Deserializer::from_str(&raw);
@@ -326,8 +326,9 @@ pub fn parse_request(body: &[u8]) -> Result<MessagesRequest, ApiError> {
         let inner = e.into_inner();
         if path.is_empty() || path == "." {
             ApiError::invalid_request(format!("invalid request body: {inner}"))
-        } else if inner.to_string().starts_with('[') {
-            // A place inside a tool result's blocks (see `result_content`).
+        } else if inner.to_string().starts_with(['[', '.']) {
+            // A place inside a tool result's blocks (`result_content`) or in a key read before the
+            // block's `type` (`blocks`).
             ApiError::invalid_request(format!("{path}{inner}"))
         } else {
             ApiError::invalid_request(format!("{path}: {inner}"))
@@ -715,6 +716,38 @@ mod tests {
         .expect_err("bad block");
         assert!(err.message.starts_with("messages[0].content[1]"), "{}", err.message);
         assert!(err.message.contains("invalid type: integer `7`"), "{}", err.message);
+    }
+
+    #[test]
+    fn errors_in_keys_before_the_type_and_lone_surrogates_are_named_in_place() {
+        let body = |content: &str| {
+            format!(r#"{{"model":"m","max_tokens":1,"messages":[{{"role":"user","content":[{content}]}}]}}"#)
+        };
+        let err = parse_request(body(r#"{"text":5,"type":"text"}"#).as_bytes()).expect_err("a number");
+        assert!(
+            err.message.starts_with("messages[0].content[0].text: invalid type: integer `5`"),
+            "{}",
+            err.message
+        );
+        let err = parse_request(
+            body(r#"{"content":[{"type":"text","text":5}],"tool_use_id":"t","type":"tool_result"}"#)
+                .as_bytes(),
+        )
+        .expect_err("a number in a result block");
+        assert!(
+            err.message.starts_with("messages[0].content[0].content[0].text: invalid type"),
+            "{}",
+            err.message
+        );
+        let err = parse_request(
+            body(r#"{"type":"tool_result","tool_use_id":"t","content":"cut \ud83d"}"#).as_bytes(),
+        )
+        .expect_err("a lone surrogate");
+        // serde_json's own words, as when the string was decoded: "unexpected end of hex escape".
+        assert!(err.message.contains("hex escape"), "{}", err.message);
+        let err = parse_request(body(r#"{"type":"thinking","thinking":null}"#).as_bytes())
+            .expect_err("null thinking");
+        assert!(err.message.contains("invalid type: null, expected a string"), "{}", err.message);
     }
 
     #[test]

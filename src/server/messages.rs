@@ -112,15 +112,26 @@ fn parse_body(bytes: &[u8]) -> Result<MessagesRequest, ApiError> {
 
 /// A count-tokens body: a Messages request whose `max_tokens` is optional (the real endpoint
 /// does not take one). Errors are those of [`parse_request`].
+///
+/// Without `max_tokens`, `"max_tokens":1` is spliced in after the opening brace and every other
+/// byte is kept, so the texts keep the escapes the estimate counts and `count_tokens` says what
+/// `/v1/messages` would estimate for the same body.
 fn parse_count_request(bytes: &[u8]) -> Result<MessagesRequest, ApiError> {
-    if let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice::<serde_json::Value>(bytes)
-        && !map.contains_key("max_tokens")
-    {
-        map.insert("max_tokens".into(), serde_json::Value::from(1));
-        let bytes = serde_json::to_vec(&map).map_err(|e| ApiError::invalid_request(e.to_string()))?;
-        return parse_body(&bytes);
+    match parse_body(bytes) {
+        Err(e) if e.message.contains("missing field `max_tokens`") => {
+            let Some(open) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else { return Err(e) };
+            let rest = &bytes[open + 1..];
+            let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+            let mut spliced = Vec::with_capacity(bytes.len() + 16);
+            spliced.extend_from_slice(b"{\"max_tokens\":1");
+            if !empty {
+                spliced.push(b',');
+            }
+            spliced.extend_from_slice(rest);
+            parse_body(&spliced)
+        }
+        other => other,
     }
-    parse_body(bytes)
 }
 
 fn body_limit(live: &Live) -> usize {
@@ -384,6 +395,18 @@ impl Streaming {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_tokens_estimates_what_v1_messages_would() {
+        let body = r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"caf\u00e9\n\"x\""}]}],"system":"s\ts"}"#;
+        let counted = parse_count_request(body.as_bytes()).expect("a count body").estimate_input_tokens();
+        let with = body.replacen('{', r#"{"max_tokens":5,"#, 1);
+        let sent = parse_body(with.as_bytes()).expect("a messages body").estimate_input_tokens();
+        assert_eq!(counted, sent);
+        assert_eq!(parse_count_request(with.as_bytes()).expect("max_tokens is allowed").max_tokens, 5);
+        let err = parse_count_request(b" { } ").expect_err("no messages");
+        assert!(err.message.contains("missing field `model`"), "{}", err.message);
+    }
 
     #[test]
     fn parse_body_accepts_and_rejects_exactly_like_parse_request() {

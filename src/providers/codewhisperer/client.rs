@@ -160,6 +160,11 @@ impl CodeWhispererClient {
     }
 
     /// POST the body once.
+    ///
+    /// The body is streamed from its parts ([`PartsBody`]), so reqwest cannot replay it by itself
+    /// (its own retry of an HTTP/2 stream the server refused needs a body it can clone): such a
+    /// refusal comes back as a transport error and ccr's attempt loop retries it, on this account
+    /// or the next, with the same parts.
     async fn post(&self, converted: &Converted, credential: &Credential) -> Result<Posted, UpstreamError> {
         let body = PartsBody::new(request_parts(converted, credential.profile_arn.as_deref()));
         let url = format!("{}/generateAssistantResponse", self.api_base);

@@ -992,3 +992,13 @@ fn the_fuzzers_raw_body_seeds_convert_into_bodies_kiro_accepts() {
     }
     assert!(checked >= 2, "only {checked} raw seeds found");
 }
+
+#[test]
+fn a_data_url_image_with_an_escaped_media_type_is_kept() {
+    let body = r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[
+        {"type":"image","source":{"type":"base64","data":"data:image\/png;base64,iVBO\/Rw=="}},
+        {"type":"text","text":"what is it?"}]}]}"#;
+    let (_, v) = run(&parse_request(body.as_bytes()).expect("parses"));
+    let images = &v["conversationState"]["currentMessage"]["userInputMessage"]["images"];
+    assert_eq!(images, &json!([{"format": "png", "source": {"bytes": "iVBO/Rw=="}}]));
+}

@@ -7,7 +7,7 @@ use super::{
     kiro_tool_name,
 };
 use crate::anthropic::ApiError;
-use crate::anthropic::text::{Text, TextBuf};
+use crate::anthropic::text::{Text, TextBuf, unescape};
 use crate::anthropic::types::{
     Content, ContentBlock, Message, MessagesRequest, Role, Source, ThinkingKind, Tool, ToolResultBlock,
 };
@@ -363,13 +363,15 @@ pub(super) fn image(source: &Source) -> Result<KImage<'_>, Option<String>> {
     if let Some(url) = source.url.as_deref().filter(|_| source.kind == "url") {
         return Err(Some(format!("[Image: {url}]")));
     }
-    // Base64 has nothing to escape: the raw JSON text is the data.
+    // The data goes to Kiro as the client escaped it (base64 has nothing to escape but an
+    // optional `\/`, which means the same to Kiro's parser).
     let data = source.data.as_ref().map_or("", Text::raw);
-    // `data:image/png;base64,AAAA` carries its own media type.
+    // `data:image/png;base64,AAAA` carries its own media type (decoded: `image\/png` is legal).
     let (url_media, bytes) = match data.strip_prefix("data:").and_then(|rest| rest.split_once(',')) {
-        Some((meta, bytes)) => (meta.split(';').next(), bytes),
+        Some((meta, bytes)) => (Some(unescape(meta)), bytes),
         None => (None, data),
     };
+    let url_media = url_media.as_deref().and_then(|meta| meta.split(';').next());
     let media_type = source.media_type.as_deref().or(url_media).unwrap_or("");
     match image_format(media_type) {
         Some(format) if !bytes.is_empty() => Ok(KImage { format, source: KImageSource { bytes } }),
