@@ -18,13 +18,13 @@
 //! figures docs/performance.md quotes. Run it on a release build: a debug build's allocation
 //! pattern (and speed) is not the one that ships.
 
+mod common;
 #[path = "../benches/support/shapes.rs"]
 mod shapes;
 
 use ccr::demo::pool::{Account, SimPool, SimPoolBuilder};
 use ccr::demo::upstream::SimOptions;
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Concurrent turns in one wave of the burst.
@@ -38,31 +38,17 @@ const IDLE_LIMIT_KIB: u64 = 16 * 1024;
 /// How long ccr has to come back under 2× idle.
 const SETTLE: Duration = Duration::from_secs(30);
 
-/// The ccr child; killed when dropped.
+/// The ccr child (killed when dropped) and its address.
 struct Ccr {
-    child: Child,
+    child: tokio::process::Child,
     base: String,
-}
-
-impl Drop for Ccr {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Ccr {
     /// `VmRSS` and `VmHWM` of the child, in KiB.
     fn memory(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        let pid = self.child.id();
+        (common::proc_status_kib(pid, "VmRSS:"), common::proc_status_kib(pid, "VmHWM:"))
     }
 }
 
@@ -91,27 +77,11 @@ fn memory_pool() -> SimPoolBuilder {
         .merge(json!({"name": "memory"}))
 }
 
+/// The ccr under test: this build, or `$CCR_MEMORY_BIN` to compare another.
 async fn start_ccr(path: &std::path::Path, http: &reqwest::Client) -> Ccr {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let bin = std::env::var_os("CCR_MEMORY_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ccr").into());
-    let child = Command::new(bin)
-        .args(["start", "--config"])
-        .arg(path)
-        .args(["--port", &port.to_string()])
-        .env("CCR_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ccr binary starts");
-    let ccr = Ccr { child, base: format!("http://127.0.0.1:{port}") };
-    for _ in 0..400 {
-        if http.get(format!("{}/health", ccr.base)).send().await.is_ok_and(|r| r.status().is_success()) {
-            return ccr;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("ccr did not come up");
+    let (child, base) = common::spawn_ccr_quiet(&bin, path, http).await;
+    Ccr { child, base }
 }
 
 /// One turn; `Err` says why it did not get a full answer.

@@ -21,7 +21,6 @@ use ccr::demo::pool::{Account, SimPool, SimPoolBuilder};
 use ccr::demo::upstream::SimOptions;
 use common::{background_turn, main_turn, sse};
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,25 +35,13 @@ const DOWN_FOR: Duration = Duration::from_secs(3);
 
 /// The ccr child; killed when dropped.
 struct Ccr {
-    child: Child,
+    child: tokio::process::Child,
     base: String,
-}
-
-impl Drop for Ccr {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Ccr {
     fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        common::proc_status_kib(self.child.id(), "VmRSS:")
     }
 }
 
@@ -85,25 +72,8 @@ fn soak_pool() -> SimPoolBuilder {
 }
 
 async fn start_ccr(path: &std::path::Path, http: &reqwest::Client) -> Ccr {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ccr"))
-        .args(["start", "--config"])
-        .arg(path)
-        .args(["--port", &port.to_string()])
-        .env("CCR_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ccr binary starts");
-    let ccr = Ccr { child, base: format!("http://127.0.0.1:{port}") };
-    for _ in 0..200 {
-        if http.get(format!("{}/health", ccr.base)).send().await.is_ok_and(|r| r.status().is_success()) {
-            return ccr;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("ccr did not come up");
+    let (child, base) = common::spawn_ccr_quiet(env!("CARGO_BIN_EXE_ccr").as_ref(), path, http).await;
+    Ccr { child, base }
 }
 
 /// How one request ended.

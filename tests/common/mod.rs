@@ -170,3 +170,44 @@ pub async fn spawn_ccr(path: &std::path::Path) -> (tokio::process::Child, String
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, base)
 }
+
+/// Starts `bin start --config <path>` on a free port with only errors logged (the memory and
+/// soak tests measure ccr, not its logging) and waits up to 20 s for `/health` to answer 200.
+/// The child is killed when dropped.
+pub async fn spawn_ccr_quiet(
+    bin: &std::ffi::OsStr,
+    path: &std::path::Path,
+    http: &reqwest::Client,
+) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = tokio::process::Command::new(bin)
+        .args(["start", "--config"])
+        .arg(path)
+        .args(["--port", &port.to_string()])
+        .env("CCR_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ccr binary starts");
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..400 {
+        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return (child, base);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("ccr did not come up");
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmRSS:`, `VmHWM:`); 0 when it cannot be read.
+pub fn proc_status_kib(pid: Option<u32>, field: &str) -> u64 {
+    let Some(pid) = pid else { return 0 };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
