@@ -12,7 +12,6 @@
 //! means the same JSON either way.
 
 use serde::de::{self, Deserialize, Deserializer, Unexpected};
-use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
@@ -100,18 +99,6 @@ impl PartialEq<&str> for Text {
 impl fmt::Debug for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.unescaped(), f)
-    }
-}
-
-impl fmt::Display for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.unescaped())
-    }
-}
-
-impl Serialize for Text {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.unescaped())
     }
 }
 
@@ -267,11 +254,6 @@ impl TextBuf {
 
     pub fn reserve(&mut self, n: usize) {
         self.0.reserve(n);
-    }
-
-    /// The decoded string (for tests and messages).
-    pub fn unescaped(&self) -> Cow<'_, str> {
-        unescape(&self.0)
     }
 }
 
