@@ -10,7 +10,7 @@
 mod shapes;
 
 use bytes::BytesMut;
-use ccr::anthropic::types::parse_request;
+use ccr::anthropic::types::parse_request_bytes;
 use ccr::providers::codewhisperer::internals::{
     ConvertOptions, FrameDecoder, KiroEvent, MessageAggregator, ResponseOptions, SseTranslator, convert,
     encode_event, parse_frame, request_body,
@@ -80,12 +80,17 @@ fn conversion(c: &mut Criterion) {
         ("small", shapes::small_request(true)),
         ("claude_code_1mb", shapes::long_session_request(1_000_000, true)),
     ] {
-        let raw = serde_json::to_vec(&body).expect("json");
-        let req = parse_request(&raw).expect("valid request");
+        // As the server reads it: the body as `Bytes`, which the parsed texts are slices of.
+        let raw = bytes::Bytes::from(serde_json::to_vec(&body).expect("json"));
+        let req = parse_request_bytes(&raw).expect("valid request");
         let converted = convert(&req, &ConvertOptions::default()).expect("converts");
         group.throughput(Throughput::Bytes(raw.len() as u64));
+        // What any serde_json reader of this body costs: one scan that builds nothing.
+        group.bench_with_input(BenchmarkId::new("scan", name), &raw, |b, raw| {
+            b.iter(|| black_box(serde_json::from_slice::<serde::de::IgnoredAny>(black_box(raw)).ok()))
+        });
         group.bench_with_input(BenchmarkId::new("parse", name), &raw, |b, raw| {
-            b.iter(|| black_box(parse_request(black_box(raw)).ok()))
+            b.iter(|| black_box(parse_request_bytes(black_box(raw)).ok()))
         });
         group.bench_with_input(BenchmarkId::new("convert", name), &req, |b, req| {
             b.iter(|| black_box(convert(black_box(req), &ConvertOptions::default()).ok()))
@@ -100,7 +105,7 @@ fn conversion(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("parse_estimate_convert", name), &raw, |b, raw| {
             b.iter(|| {
-                let req = parse_request(black_box(raw)).expect("valid");
+                let req = parse_request_bytes(black_box(raw)).expect("valid");
                 let estimate = req.estimate_input_tokens();
                 // As the proxy does: the estimate, computed once, also sizes the conversion.
                 let options = ConvertOptions { input_estimate: Some(estimate), ..ConvertOptions::default() };

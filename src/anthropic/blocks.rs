@@ -99,7 +99,7 @@ impl<'de, T: Tagged> Visitor<'de> for TaggedVisitor<T> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
         let mut kind: Option<T::Kind> = None;
-        let mut early: Vec<(String, Box<RawValue>)> = Vec::new();
+        let mut early: Vec<(String, &'de RawValue)> = Vec::new();
         let mut fields = T::Fields::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             if key == "type" {
@@ -112,7 +112,7 @@ impl<'de, T: Tagged> Visitor<'de> for TaggedVisitor<T> {
             }
             match kind {
                 Some(kind) => map.next_value_seed(FieldSeed::<T> { kind, key: &key, fields: &mut fields })?,
-                None => early.push((key.into_owned(), map.next_value::<Box<RawValue>>()?)),
+                None => early.push((key.into_owned(), map.next_value::<&'de RawValue>()?)),
             }
         }
         let kind = kind.ok_or_else(|| de::Error::missing_field("type"))?;
@@ -355,7 +355,7 @@ mod tests {
             panic!("{late:?}")
         };
         assert_eq!(tool_use_id, "t1");
-        assert_eq!(text.raw(), r"out\nput", "kept escaped");
+        assert_eq!(text.raw(), br"out\nput", "kept escaped");
     }
 
     #[test]

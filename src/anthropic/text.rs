@@ -10,34 +10,52 @@
 //!
 //! Escapes the client wrote stay as written (`\u00e9` is not turned into `é`): the Kiro body
 //! means the same JSON either way.
+//!
+//! A text read while [`reading`] a body is not even copied: it is a slice of the body's
+//! [`Bytes`], which stay alive (and out of their pool) until the last such text is dropped.
 
+use bytes::Bytes;
+use memchr::memmem;
 use serde::de::{self, Deserialize, Deserializer, Unexpected};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::LazyLock;
 
 /// A JSON string value, stored escaped and with its quotes, exactly as it was read.
+///
+/// Always valid UTF-8: it is made from a `&str` (the body is checked before it is read), never
+/// changed, and only ever split around its quotes.
 #[derive(Clone)]
-pub struct Text(Box<str>);
+pub struct Text(Bytes);
 
 impl Text {
     /// A text from an unescaped string (what a test or ccr itself writes).
     pub fn new(plain: &str) -> Text {
-        let mut out = String::with_capacity(plain.len() + 2);
-        out.push('"');
+        let mut out = Vec::with_capacity(plain.len() + 2);
+        out.push(b'"');
         escape_into(&mut out, plain);
-        out.push('"');
-        Text(out.into_boxed_str())
+        out.push(b'"');
+        Text(Bytes::from(out))
     }
 
     /// The escaped content between the quotes, ready to be copied into another JSON string.
-    pub fn raw(&self) -> &str {
+    pub fn raw(&self) -> &[u8] {
         &self.0[1..self.0.len() - 1]
+    }
+
+    /// [`Text::raw`] as a `str` (checked again: for the few texts read as text, such as image data).
+    pub fn raw_str(&self) -> &str {
+        std::str::from_utf8(self.raw()).unwrap_or_default()
     }
 
     /// The decoded string: borrowed when the JSON had no escape.
     pub fn unescaped(&self) -> Cow<'_, str> {
-        unescape(self.raw())
+        match String::from_utf8_lossy(self.raw()) {
+            Cow::Borrowed(raw) => unescape(raw),
+            Cow::Owned(raw) => Cow::Owned(unescape(&raw).into_owned()),
+        }
     }
 
     /// Length in bytes of the JSON text between the quotes: what the token estimate counts
@@ -60,7 +78,7 @@ impl Text {
 
 impl Default for Text {
     fn default() -> Self {
-        Text("\"\"".into())
+        Text(Bytes::from_static(b"\"\""))
     }
 }
 
@@ -103,15 +121,49 @@ impl fmt::Debug for Text {
 }
 
 impl<'de> Deserialize<'de> for Text {
-    /// Reads the value without decoding it (serde_json's raw capture: a scan and one copy); a
-    /// value that is not a string is refused with serde's usual "invalid type" message.
+    /// Reads the value without decoding it (serde_json's raw capture: a scan, and a slice of the
+    /// body [`reading`] it, else a copy); a value that is not a string is refused with serde's
+    /// usual "invalid type" message. The deserializer must borrow from its input (serde_json's
+    /// `from_str` and `from_slice` do).
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw: Box<str> = Box::<RawValue>::deserialize(deserializer)?.into();
+        let raw = <&RawValue>::deserialize(deserializer)?.get();
         if raw.starts_with('"') {
             return from_quoted_raw(raw);
         }
-        Err(not_a_string::<D::Error>(&raw, &"a string"))
+        Err(not_a_string::<D::Error>(raw, &"a string"))
     }
+}
+
+thread_local! {
+    /// The body being read by [`reading`] on this thread.
+    static SOURCE: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+}
+
+/// Runs `read` (a parse of `body`) so that the texts it reads are slices of `body`, not copies.
+pub(crate) fn reading<R>(body: &Bytes, read: impl FnOnce(&[u8]) -> R) -> R {
+    /// Puts the previous source back, even if `read` unwinds.
+    struct Restore(Option<Bytes>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            SOURCE.with_borrow_mut(|source| *source = previous);
+        }
+    }
+    let _restore = Restore(SOURCE.with_borrow_mut(|source| source.replace(body.clone())));
+    read(body)
+}
+
+/// `raw` as `Bytes`: a slice of the body being read when it lies inside it, else a copy.
+fn share(raw: &str) -> Bytes {
+    let within = |body: &Bytes| {
+        let (start, end) = (body.as_ptr() as usize, body.as_ptr() as usize + body.len());
+        let at = raw.as_ptr() as usize;
+        at >= start && at + raw.len() <= end
+    };
+    SOURCE.with_borrow(|source| match source {
+        Some(body) if within(body) => body.slice_ref(raw.as_bytes()),
+        _ => Bytes::copy_from_slice(raw.as_bytes()),
+    })
 }
 
 /// serde's "invalid type: integer `7`, expected …" for a raw JSON value that is not a string.
@@ -144,15 +196,15 @@ pub(crate) fn not_a_string<E: de::Error>(raw: &str, expected: &dyn de::Expected)
 /// is therefore decoded once here, so that a lone surrogate is refused with serde_json's message
 /// ("unexpected end of hex escape", "lone leading surrogate …"), exactly as before texts were kept escaped. Texts
 /// without one, nearly all, cost one `memmem` scan.
-pub(crate) fn from_quoted_raw<E: de::Error>(raw: Box<str>) -> Result<Text, E> {
+pub(crate) fn from_quoted_raw<E: de::Error>(raw: &str) -> Result<Text, E> {
     debug_assert!(raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"'));
     let bytes = raw.as_bytes();
-    let surrogate =
-        memchr::memmem::find_iter(bytes, b"\\u").any(|at| matches!(bytes.get(at + 2), Some(b'd' | b'D')));
-    if surrogate && let Err(e) = serde_json::from_str::<String>(&raw) {
+    static UNICODE_ESCAPE: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"\\u"));
+    let surrogate = UNICODE_ESCAPE.find_iter(bytes).any(|at| matches!(bytes.get(at + 2), Some(b'd' | b'D')));
+    if surrogate && let Err(e) = serde_json::from_str::<String>(raw) {
         return Err(E::custom(crate::anthropic::blocks::without_position(&e)));
     }
-    Ok(Text(raw))
+    Ok(Text(share(raw)))
 }
 
 /// What a string needs escaped in JSON: `"`, `\` and the control characters.
@@ -182,10 +234,8 @@ impl Sink for Vec<u8> {
 pub(crate) fn escape_into<W: Sink + ?Sized>(out: &mut W, plain: &str) {
     let bytes = plain.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if !needs_escape(b) {
-            continue;
-        }
+    while let Some(i) = next_escape(bytes, start) {
+        let b = bytes[i];
         out.put(&plain[start..i]);
         match b {
             b'"' => out.put("\\\""),
@@ -206,15 +256,40 @@ pub(crate) fn escape_into<W: Sink + ?Sized>(out: &mut W, plain: &str) {
     out.put(&plain[start..]);
 }
 
+/// Where the next byte that needs escaping is, from `from` on: eight bytes at a time (the
+/// zero-byte test of Mycroft's, as serde_json's reader does it), then byte by byte. The lowest
+/// flagged byte of a word is always a true one, which is the only one used.
+fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    let rest = bytes.get(from..)?;
+    let mut words = rest.chunks_exact(8);
+    for (n, word) in words.by_ref().enumerate() {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        let w = u64::from_le_bytes(eight);
+        let control = w.wrapping_sub(ONES * 0x20) & !w;
+        let quote = (w ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(w ^ (ONES * u64::from(b'"')));
+        let backslash = (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(w ^ (ONES * u64::from(b'\\')));
+        let hits = (control | quote | backslash) & HIGH;
+        if hits != 0 {
+            return Some(from + n * 8 + hits.trailing_zeros() as usize / 8);
+        }
+    }
+    let tail = words.remainder();
+    let tail_at = bytes.len() - tail.len();
+    tail.iter().position(|&b| needs_escape(b)).map(|p| tail_at + p)
+}
+
 /// A JSON string being built from pieces, kept escaped: client texts are copied in as they
 /// came ([`TextBuf::push_text`]), ccr's own words are escaped on the way in
 /// ([`TextBuf::push_plain`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TextBuf(String);
+pub struct TextBuf(Vec<u8>);
 
 impl TextBuf {
     pub fn with_capacity(n: usize) -> TextBuf {
-        TextBuf(String::with_capacity(n))
+        TextBuf(Vec::with_capacity(n))
     }
 
     pub fn plain(s: &str) -> TextBuf {
@@ -228,15 +303,15 @@ impl TextBuf {
     }
 
     pub fn push_text(&mut self, text: &Text) {
-        self.0.push_str(text.raw());
+        self.0.extend_from_slice(text.raw());
     }
 
     /// Appends escaped content (another buffer's, or a text's [`Text::raw`]).
-    pub fn push_raw(&mut self, raw: &str) {
-        self.0.push_str(raw);
+    pub fn push_raw(&mut self, raw: &[u8]) {
+        self.0.extend_from_slice(raw);
     }
 
-    pub fn raw(&self) -> &str {
+    pub fn raw(&self) -> &[u8] {
         &self.0
     }
 
@@ -289,6 +364,16 @@ fn decode_escape(rest: &[u8]) -> (char, usize) {
     }
 }
 
+/// The first character of UTF-8 `bytes` (U+FFFD if they do not start with one).
+fn first_char(bytes: &[u8]) -> char {
+    let head = &bytes[..bytes.len().min(4)];
+    let valid = match std::str::from_utf8(head) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    valid.chars().next().unwrap_or('\u{fffd}')
+}
+
 /// Decodes the inside of a JSON string; borrows when there is no escape.
 pub(crate) fn unescape(raw: &str) -> Cow<'_, str> {
     let Some(first) = raw.find('\\') else { return Cow::Borrowed(raw) };
@@ -311,15 +396,14 @@ pub(crate) fn unescape(raw: &str) -> Cow<'_, str> {
 }
 
 /// Whether the inside of a JSON string decodes to white space only.
-fn is_blank(raw: &str) -> bool {
-    let bytes = raw.as_bytes();
+fn is_blank(bytes: &[u8]) -> bool {
     let mut i = 0;
     while i < bytes.len() {
         let (c, used) = if bytes[i] == b'\\' {
             let (c, used) = decode_escape(&bytes[i + 1..]);
             (c, used + 1)
         } else {
-            let c = raw[i..].chars().next().unwrap_or('\0');
+            let c = first_char(&bytes[i..]);
             (c, c.len_utf8())
         };
         if !c.is_whitespace() {
@@ -349,12 +433,55 @@ mod tests {
         ] {
             let json = serde_json::to_string(plain).expect("json");
             let text = read(&json);
-            assert_eq!(text.raw(), &json[1..json.len() - 1], "kept as written");
+            assert_eq!(text.raw(), &json.as_bytes()[1..json.len() - 1], "kept as written");
             assert_eq!(text.unescaped(), plain);
             assert_eq!(text.json_len(), json.len() - 2);
             assert_eq!(text.is_blank(), plain.trim().is_empty(), "{plain:?}");
             assert_eq!(Text::new(plain).raw(), text.raw(), "the same escapes as serde_json");
             assert_eq!(text, Text::new(plain));
+        }
+    }
+
+    #[test]
+    fn reading_shares_only_texts_inside_the_body_and_puts_the_previous_body_back() {
+        let outer = Bytes::from_static(br#""outer""#);
+        let inner = Bytes::from_static(br#""inner""#);
+        let shared = |text: &Text, body: &[u8]| text.raw().as_ptr() == body[1..].as_ptr();
+        reading(&outer, |o| {
+            let a: Text = serde_json::from_slice(o).expect("a string");
+            assert!(shared(&a, o), "a slice of the body being read");
+            reading(&inner, |i| {
+                let b: Text = serde_json::from_slice(i).expect("a string");
+                assert!(shared(&b, i));
+                let c: Text = serde_json::from_slice(o).expect("a string");
+                assert!(!shared(&c, o), "outside the body being read: copied");
+                assert_eq!(c, "outer");
+            });
+            let d: Text = serde_json::from_slice(o).expect("a string");
+            assert!(shared(&d, o), "the outer body is back");
+        });
+        let e: Text = serde_json::from_slice(&outer).expect("a string");
+        assert!(!shared(&e, &outer), "no body being read: copied");
+        assert_eq!(e, "outer");
+    }
+
+    #[test]
+    fn escaping_finds_every_byte_that_needs_it_wherever_it_falls_in_a_word() {
+        let specials = ['"', '\\', '\n', '\u{0}', '\u{1f}', '\t'];
+        let fillers = ["", "a", "é", "😀", "\u{7f}", " ", "~"];
+        for len in 0..20 {
+            for (k, special) in specials.iter().enumerate() {
+                for at in 0..=len {
+                    let filler = fillers[(len + at + k) % fillers.len()];
+                    let mut plain: String = (0..len).map(|i| if i % 3 == 0 { filler } else { "x" }).collect();
+                    let cut = plain.char_indices().nth(at).map_or(plain.len(), |(i, _)| i);
+                    plain.insert(cut, *special);
+                    let mut escaped = String::new();
+                    escape_into(&mut escaped, &plain);
+                    let expected = serde_json::to_string(&plain).expect("json");
+                    assert_eq!(escaped, expected[1..expected.len() - 1], "{plain:?}");
+                }
+            }
         }
     }
 

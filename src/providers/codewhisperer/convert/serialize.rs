@@ -159,9 +159,9 @@ impl Writer<'_> {
     }
 
     /// `"raw"`: already escaped content.
-    fn raw(&mut self, raw: &str) {
+    fn raw(&mut self, raw: &[u8]) {
         self.0.push(b'"');
-        self.put(raw);
+        self.0.extend_from_slice(raw);
         self.0.push(b'"');
     }
 
@@ -185,7 +185,7 @@ impl Writer<'_> {
                 self.put("{");
                 self.key_plain("format", image.format);
                 self.put(",\"source\":{\"bytes\":");
-                self.raw(image.source.bytes);
+                self.raw(image.source.bytes.as_bytes());
                 self.put("}}");
             }
             self.put("]");

@@ -127,9 +127,9 @@ impl Piece<'_> {
     /// The escaped content, to be written between quotes.
     pub(super) fn write_raw(&self, out: &mut Vec<u8>) {
         match self {
-            Piece::Text(t) => out.extend_from_slice(t.raw().as_bytes()),
+            Piece::Text(t) => out.extend_from_slice(t.raw()),
             Piece::Plain(s) => crate::anthropic::text::escape_into(out, s),
-            Piece::Built(b) => out.extend_from_slice(b.raw().as_bytes()),
+            Piece::Built(b) => out.extend_from_slice(b.raw()),
         }
     }
 }
@@ -365,7 +365,7 @@ pub(super) fn image(source: &Source) -> Result<KImage<'_>, Option<String>> {
     }
     // The data goes to Kiro as the client escaped it (base64 has nothing to escape but an
     // optional `\/`, which means the same to Kiro's parser).
-    let data = source.data.as_ref().map_or("", Text::raw);
+    let data = source.data.as_ref().map_or("", Text::raw_str);
     // `data:image/png;base64,AAAA` carries its own media type (decoded: `image\/png` is legal).
     let (url_media, bytes) = match data.strip_prefix("data:").and_then(|rest| rest.split_once(',')) {
         Some((meta, bytes)) => (Some(unescape(meta)), bytes),
