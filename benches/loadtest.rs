@@ -5,6 +5,8 @@
 //! cargo bench --bench loadtest -- --quick # a shorter, noisier run
 //! cargo bench --bench loadtest -- --only claude-code/non-stream/1 --slice-ms 10000 --rounds 1
 //!                                         # one cell, long enough to attach a profiler
+//! cargo bench --bench loadtest -- --baseline /tmp/ccr-before
+//!                                         # and another ccr build in the same run (`base`)
 //! ```
 //!
 //! What it does:
@@ -29,6 +31,10 @@
 //!
 //!    and prints requests/s, p50 / p99 latency (time to last byte; for streaming also time to
 //!    first byte) and the ratios ccr / direct (and bare / direct).
+//!
+//! With `--baseline <ccr binary>`, a path **base** is that binary (another build of ccr, say the
+//! one before a change) started with the same config: the `ccr/base` ratio row compares the two
+//! builds slice by slice, which on a machine whose speed drifts is the only fair before/after.
 //!
 //! With `redis-server` installed, a fourth path **redis** is a second ccr child with the same
 //! config plus `"state": {"backend": "redis"}` against a private `redis-server` (unix socket):
@@ -75,6 +81,10 @@ struct Plan {
     only: Option<String>,
     /// Skip the memory phase.
     skip_memory: bool,
+    /// No Redis-backed path even when `redis-server` is there (`--skip-redis`).
+    skip_redis: bool,
+    /// Another ccr binary to measure beside this one (`--baseline`).
+    baseline: Option<String>,
 }
 
 fn plan_from_args() -> Option<Plan> {
@@ -91,6 +101,8 @@ fn plan_from_args() -> Option<Plan> {
         warmup: Duration::from_millis(300),
         only: value("--only"),
         skip_memory: args.iter().any(|a| a == "--skip-memory"),
+        skip_redis: args.iter().any(|a| a == "--skip-redis"),
+        baseline: value("--baseline"),
     };
     if args.iter().any(|a| a == "--quick") {
         plan.slice = Duration::from_millis(500);
@@ -324,6 +336,8 @@ enum Route {
     Ccr,
     /// ccr with its state shared through Redis.
     CcrRedis,
+    /// Another build of ccr (`--baseline`).
+    Baseline,
 }
 
 impl Route {
@@ -335,6 +349,9 @@ impl Route {
         if target.redis_url.is_some() {
             routes.push(Route::CcrRedis);
         }
+        if target.base_url.is_some() {
+            routes.push(Route::Baseline);
+        }
         routes
     }
 
@@ -344,6 +361,7 @@ impl Route {
             Route::Bare => "bare",
             Route::Ccr => "ccr",
             Route::CcrRedis => "redis",
+            Route::Baseline => "base",
         }
     }
 }
@@ -371,6 +389,8 @@ struct Target {
     ccr_url: String,
     /// The ccr sharing its state through Redis, when `redis-server` is installed.
     redis_url: Option<String>,
+    /// The `--baseline` build of ccr.
+    base_url: Option<String>,
     bearer: String,
 }
 
@@ -407,12 +427,12 @@ async fn one_request(target: &Target, path: Route, mode: Mode, body: &Body) -> R
             .bearer_auth(&target.bearer)
             .header("content-type", "application/json")
             .body(body.kiro.clone()),
-        Route::Ccr | Route::CcrRedis => target
+        Route::Ccr | Route::CcrRedis | Route::Baseline => target
             .http
-            .post(if path == Route::Ccr {
-                &target.ccr_url
-            } else {
-                target.redis_url.as_deref().unwrap_or_default()
+            .post(match path {
+                Route::CcrRedis => target.redis_url.as_deref().unwrap_or_default(),
+                Route::Baseline => target.base_url.as_deref().unwrap_or_default(),
+                _ => &target.ccr_url,
             })
             .header("content-type", "application/json")
             .header("x-api-key", "loadtest")
@@ -443,8 +463,8 @@ async fn one_request(target: &Target, path: Route, mode: Mode, body: &Body) -> R
     let tail = String::from_utf8_lossy(&tail);
     let complete = match (path, mode) {
         (Route::Direct | Route::Bare, _) => tail.contains("contextUsagePercentage"),
-        (Route::Ccr | Route::CcrRedis, Mode::Streaming) => tail.contains("message_stop"),
-        (Route::Ccr | Route::CcrRedis, Mode::NonStreaming) => {
+        (Route::Ccr | Route::CcrRedis | Route::Baseline, Mode::Streaming) => tail.contains("message_stop"),
+        (Route::Ccr | Route::CcrRedis | Route::Baseline, Mode::NonStreaming) => {
             tail.contains("\"usage\"") || tail.ends_with('}')
         }
     };
@@ -551,6 +571,7 @@ struct Row {
     bare: Figures,
     ccr: Figures,
     redis: Option<Figures>,
+    base: Option<Figures>,
 }
 
 async fn measure_cell(
@@ -580,7 +601,8 @@ async fn measure_cell(
         direct: Figures::from(&tallies[0]),
         bare: Figures::from(&tallies[1]),
         ccr: Figures::from(&tallies[2]),
-        redis: tallies.get(3).map(Figures::from),
+        redis: routes.iter().position(|&r| r == Route::CcrRedis).map(|i| Figures::from(&tallies[i])),
+        base: routes.iter().position(|&r| r == Route::Baseline).map(|i| Figures::from(&tallies[i])),
     }
 }
 
@@ -664,7 +686,9 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
     let ccr = start_ccr(&pool, &http).await?;
     let bare = start_bare(pool.dir(), &sim, &http).await?;
     // The same ccr with its state shared through a private redis-server, when there is one.
-    let redis_server = if ccr::demo::redis::RedisServer::available() {
+    let redis_server = if plan.skip_redis {
+        None
+    } else if ccr::demo::redis::RedisServer::available() {
         Some(ccr::demo::redis::RedisServer::start()?)
     } else {
         println!("redis-server not found: no redis row");
@@ -683,6 +707,15 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
         }
         None => None,
     };
+    let ccr_base = match &plan.baseline {
+        Some(binary) => {
+            let port = free_port()?;
+            let mut command = Command::new(binary);
+            command.args(["start", "--config"]).arg(&pool.config_path).args(["--port", &port.to_string()]);
+            Some(ChildProcess::spawn(command, port, pool.dir().join("ccr-base.log"), &http).await?)
+        }
+        None => None,
+    };
     let credentials = sim.issue_credentials(Duration::from_secs(4 * 3600));
     let target = Arc::new(Target {
         http,
@@ -690,6 +723,7 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
         bare_url: format!("{}/generateAssistantResponse", bare.base_url),
         ccr_url: format!("{}/v1/messages?beta=true", ccr.base_url),
         redis_url: ccr_redis.as_ref().map(|c| format!("{}/v1/messages?beta=true", c.base_url)),
+        base_url: ccr_base.as_ref().map(|c| format!("{}/v1/messages?beta=true", c.base_url)),
         bearer: credentials.access_token.clone(),
     });
 
@@ -760,7 +794,11 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
     let failures: u64 = rows
         .iter()
         .map(|r| {
-            r.direct.failures + r.bare.failures + r.ccr.failures + r.redis.as_ref().map_or(0, |f| f.failures)
+            r.direct.failures
+                + r.bare.failures
+                + r.ccr.failures
+                + r.redis.as_ref().map_or(0, |f| f.failures)
+                + r.base.as_ref().map_or(0, |f| f.failures)
         })
         .sum::<u64>()
         + stream_failures;
@@ -772,6 +810,7 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
     }
     drop(ccr);
     drop(ccr_redis);
+    drop(ccr_base);
     drop(redis_server);
     drop(bare);
     sim.shutdown().await;
@@ -811,6 +850,9 @@ fn print_row(row: &Row, header: bool) {
     if let Some(redis) = &row.redis {
         line(Route::CcrRedis, redis);
     }
+    if let Some(base) = &row.base {
+        line(Route::Baseline, base);
+    }
     let ratio = |name: &str, x: &Figures, d: &Figures| {
         println!(
             "{:<22} {:<10} {:>3}  {:<6} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}   +{:.3} ms p50",
@@ -831,6 +873,9 @@ fn print_row(row: &Row, header: bool) {
     ratio("ccr/b", &row.ccr, &row.bare);
     if let Some(redis) = &row.redis {
         ratio("redis/c", redis, &row.ccr);
+    }
+    if let Some(base) = &row.base {
+        ratio("ccr/base", &row.ccr, base);
     }
 }
 
