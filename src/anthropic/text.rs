@@ -4,8 +4,8 @@
 //! contents in tool results, thinking, the system prompt). ccr never needs most of them as text:
 //! it copies them from the Anthropic request into the Kiro request. Decoding every escape on the
 //! way in and encoding it again on the way out was most of ccr's own cost on such a turn, so the
-//! request types keep those strings in their JSON form: reading one is a scan and a copy, and
-//! writing it into the Kiro body is a copy. Only what ccr inspects (a blank check, the token
+//! request types keep those strings in their JSON form: reading one is a scan (and a slice of the
+//! body, see below), and writing it into the Kiro body is a copy. Only what ccr inspects (a blank check, the token
 //! estimate, a web-search query) is decoded, and those decode lazily and usually borrow.
 //!
 //! Escapes the client wrote stay as written (`\u00e9` is not turned into `é`): the Kiro body
