@@ -95,9 +95,14 @@ impl Two {
         (status, headers, r.text().await.unwrap_or_default())
     }
 
-    async fn health(&self, via: &Running) -> Value {
-        let r = self.http.get(format!("{}/health", via.base_url())).send().await.expect("health");
+    /// `GET {path}` on `via`, read as JSON.
+    async fn get(&self, via: &Running, path: &str) -> Value {
+        let r = self.http.get(format!("{}{path}", via.base_url())).send().await.expect(path);
         r.json().await.expect("json")
+    }
+
+    async fn health(&self, via: &Running) -> Value {
+        self.get(via, "/health").await
     }
 
     /// Waits until both instances report `state.connected == up` on `/health`.
@@ -162,8 +167,7 @@ async fn a_conversation_stays_on_its_account_across_instances() {
     let redis = redis();
     let two = two(pair_pool(quick()), &redis, |_, _| {}).await;
     check_bindings_cross_instances(&two, "bind").await;
-    let status: Value =
-        two.http.get(format!("{}/status", two.b.base_url())).send().await.unwrap().json().await.unwrap();
+    let status = two.get(&two.b, "/status").await;
     assert_eq!(status["state"]["backend"], "redis");
     assert!(status["state"]["poolWide"].as_array().is_some_and(|l| !l.is_empty()), "{}", status["state"]);
     two.shutdown().await;
@@ -202,15 +206,7 @@ async fn a_429_seen_by_one_instance_cools_the_account_for_both() {
     }
     assert_eq!(up_a.stats().generate, served_by_a, "no request reached account a through B");
     // And B's operator view says why.
-    let health: Value = two
-        .http
-        .get(format!("{}/health/providers", two.b.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = providers_health(&two, &two.b).await;
     assert_eq!(health["providers"]["a"]["blocked"], json!(["cooling_down"]), "{}", health["providers"]["a"]);
     // The operator's reset through B ends the cooldown for the pool, A's own one included.
     two.b.runtime.balancer.apply(ccr::balancer::Command::ResetBreaker("a".into())).unwrap();
@@ -406,8 +402,7 @@ async fn an_unreachable_redis_fails_no_request() {
 }
 
 async fn providers_health(two: &Two, via: &Running) -> Value {
-    let r = two.http.get(format!("{}/health/providers", via.base_url())).send().await.expect("health");
-    r.json().await.expect("json")
+    two.get(via, "/health/providers").await
 }
 
 /// Polls `/health/providers` of `via` (up to 10 s) until `cond` holds.
@@ -465,14 +460,12 @@ async fn usage_and_model_lists_are_the_pools() {
     wait_providers(&two, &two.b, "A's metering on B", close).await;
     assert!(close(&providers_health(&two, &two.a).await), "A counts its own metering once");
     assert_eq!(upstream.stats().usage_limits, polls + 1, "metering, not polling");
-    let status: Value =
-        two.http.get(format!("{}/status", two.b.base_url())).send().await.unwrap().json().await.unwrap();
+    let status = two.get(&two.b, "/status").await;
     let pool_wide = status["state"]["poolWide"].to_string();
     assert!(pool_wide.contains("providers[].usage") && pool_wide.contains("model lists"), "{pool_wide}");
 
     // Model lists: fetched by A, read from the pool by B.
-    let models_a: Value =
-        two.http.get(format!("{}/v1/models", two.a.base_url())).send().await.unwrap().json().await.unwrap();
+    let models_a = two.get(&two.a, "/v1/models").await;
     assert_eq!(upstream.stats().list_models, 1);
     // The list reaches Redis in the background.
     for _ in 0..100 {
@@ -481,8 +474,7 @@ async fn usage_and_model_lists_are_the_pools() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let models_b: Value =
-        two.http.get(format!("{}/v1/models", two.b.base_url())).send().await.unwrap().json().await.unwrap();
+    let models_b = two.get(&two.b, "/v1/models").await;
     assert_eq!(models_b, models_a);
     assert!(models_b["data"].as_array().is_some_and(|d| !d.is_empty()), "{models_b}");
     assert_eq!(upstream.stats().list_models, 1, "B did not ask the account");
@@ -527,8 +519,7 @@ async fn the_half_open_probe_is_one_for_the_pool() {
             .clone()
     };
     for via in [&two.a, &two.b] {
-        let status: Value =
-            two.http.get(format!("{}/status", via.base_url())).send().await.unwrap().json().await.unwrap();
+        let status = two.get(via, "/status").await;
         assert_eq!(breaker(&status), "OPEN", "{}'s own breaker", via.base_url());
     }
     let before = up_a.stats().generate;
@@ -558,15 +549,7 @@ async fn the_half_open_probe_is_one_for_the_pool() {
     for via in [&two.a, &two.b] {
         let mut state = Value::Null;
         for _ in 0..200 {
-            let status: Value = two
-                .http
-                .get(format!("{}/status", via.base_url()))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let status = two.get(via, "/status").await;
             state = breaker(&status);
             if state == "CLOSED" {
                 break;
