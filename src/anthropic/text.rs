@@ -5,8 +5,9 @@
 //! it copies them from the Anthropic request into the Kiro request. Decoding every escape on the
 //! way in and encoding it again on the way out was most of ccr's own cost on such a turn, so the
 //! request types keep those strings in their JSON form: reading one is a scan (and a slice of the
-//! body, see below), and writing it into the Kiro body is a copy. Only what ccr inspects (a blank check, the token
-//! estimate, a web-search query) is decoded, and those decode lazily and usually borrow.
+//! body, see below), and writing it into the Kiro body is a copy. Only what ccr inspects (a blank
+//! check, the token estimate, a web-search query) is decoded, and those decode lazily and usually
+//! borrow.
 //!
 //! Escapes the client wrote stay as written (`\u00e9` is not turned into `é`): the Kiro body
 //! means the same JSON either way.
@@ -262,6 +263,8 @@ pub(crate) fn escape_into<W: Sink + ?Sized>(out: &mut W, plain: &str) {
 fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES << 7;
+    // The high bit of each byte of `x` that is zero (exact for the lowest one).
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x;
     let rest = bytes.get(from..)?;
     let mut words = rest.chunks_exact(8);
     for (n, word) in words.by_ref().enumerate() {
@@ -269,8 +272,8 @@ fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
         eight.copy_from_slice(word);
         let w = u64::from_le_bytes(eight);
         let control = w.wrapping_sub(ONES * 0x20) & !w;
-        let quote = (w ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(w ^ (ONES * u64::from(b'"')));
-        let backslash = (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(w ^ (ONES * u64::from(b'\\')));
+        let quote = zero_bytes(w ^ (ONES * u64::from(b'"')));
+        let backslash = zero_bytes(w ^ (ONES * u64::from(b'\\')));
         let hits = (control | quote | backslash) & HIGH;
         if hits != 0 {
             return Some(from + n * 8 + hits.trailing_zeros() as usize / 8);
