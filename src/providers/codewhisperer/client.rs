@@ -19,6 +19,7 @@ use super::event::KiroEvent;
 use super::token::{Credential, TokenError, TokenManager, TokenStatus, describe_transport};
 use crate::config::{Provider, expand_tilde, ms};
 use futures_util::StreamExt;
+use reqwest::header::{self, HeaderValue};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -62,6 +63,10 @@ pub struct CodeWhispererClient {
     idle_timeout: Duration,
     health_path: Option<String>,
     health_timeout: Duration,
+    /// `{api_base}/generateAssistantResponse`, parsed once (`None` if it does not parse: the
+    /// request then fails as reqwest reports it).
+    generate_url: Option<reqwest::Url>,
+    identity: Mutex<Option<Arc<Identity>>>,
 }
 
 impl CodeWhispererClient {
@@ -77,9 +82,12 @@ impl CodeWhispererClient {
             &idc_base,
             http.clone(),
         );
+        let api_base = provider.api_base();
         Arc::new(CodeWhispererClient {
             id: id.to_string(),
-            api_base: provider.api_base(),
+            generate_url: reqwest::Url::parse(&format!("{api_base}/generateAssistantResponse")).ok(),
+            identity: Mutex::new(None),
+            api_base,
             http,
             tokens,
             first_byte_timeout: ms(provider.first_byte_timeout),
@@ -167,9 +175,12 @@ impl CodeWhispererClient {
     /// or the next, with the same parts.
     async fn post(&self, converted: &Converted, credential: &Credential) -> Result<Posted, UpstreamError> {
         let body = PartsBody::new(request_parts(converted, credential.profile_arn.as_deref()));
-        let url = format!("{}/generateAssistantResponse", self.api_base);
+        let post = match &self.generate_url {
+            Some(url) => self.http.post(url.clone()),
+            None => self.http.post(format!("{}/generateAssistantResponse", self.api_base)),
+        };
         let request = self
-            .decorate(self.http.post(&url), credential)
+            .decorate(post, credential)
             .header("content-type", "application/json")
             .header("content-length", body.remaining)
             .body(reqwest::Body::wrap(body));
@@ -185,21 +196,34 @@ impl CodeWhispererClient {
 
     /// The headers Kiro IDE sends (protocol notes §3.2).
     fn decorate(&self, request: reqwest::RequestBuilder, credential: &Credential) -> reqwest::RequestBuilder {
-        let machine = machine_id(&credential.refresh_token);
+        let request = match self.identity(credential) {
+            Some(id) => request
+                .header(header::AUTHORIZATION, id.authorization.clone())
+                .header("x-amzn-codewhisperer-optout", "true")
+                .header("x-amzn-kiro-agent-mode", "vibe")
+                .header("x-amz-user-agent", id.amz_user_agent.clone())
+                .header(header::USER_AGENT, id.user_agent.clone()),
+            // A token that cannot be a header value: reqwest reports it when the request is sent.
+            None => request.bearer_auth(&credential.access_token),
+        };
         request
-            .bearer_auth(&credential.access_token)
-            .header("x-amzn-codewhisperer-optout", "true")
-            .header("x-amzn-kiro-agent-mode", "vibe")
-            .header("x-amz-user-agent", format!("aws-sdk-js/1.0.34 KiroIDE-{KIRO_VERSION}-{machine}"))
-            .header(
-                "user-agent",
-                format!(
-                    "aws-sdk-js/1.0.34 ua/2.1 os/{} lang/js md/nodejs#22.22.0 api/codewhispererstreaming#1.0.34 m/E KiroIDE-{KIRO_VERSION}-{machine}",
-                    std::env::consts::OS
-                ),
-            )
             .header("amz-sdk-invocation-id", uuid::Uuid::new_v4().to_string())
             .header("amz-sdk-request", "attempt=1; max=3")
+    }
+
+    /// The headers built from the credential, kept while its tokens stay the same (they are the
+    /// same on nearly every request, and building them costs a SHA-256 and three formats).
+    fn identity(&self, credential: &Credential) -> Option<Arc<Identity>> {
+        let mut cached = self.identity.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = cached.as_ref()
+            && id.access_token == credential.access_token
+            && id.refresh_token == credential.refresh_token
+        {
+            return Some(id.clone());
+        }
+        let id = Arc::new(Identity::new(credential)?);
+        *cached = Some(id.clone());
+        Some(id)
     }
 
     /// One health probe: `GET {endpoint}{healthCheck.endpoint}` (2xx healthy) when a path is
@@ -285,6 +309,37 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// The 64-hex machine id Kiro IDE sends, derived from the refresh token (never the token itself).
+/// The headers that carry the credential: the bearer, and the user agents naming the machine.
+struct Identity {
+    access_token: String,
+    refresh_token: String,
+    authorization: HeaderValue,
+    amz_user_agent: HeaderValue,
+    user_agent: HeaderValue,
+}
+
+impl Identity {
+    fn new(credential: &Credential) -> Option<Identity> {
+        let machine = machine_id(&credential.refresh_token);
+        let mut authorization = HeaderValue::try_from(format!("Bearer {}", credential.access_token)).ok()?;
+        authorization.set_sensitive(true);
+        let amz_user_agent =
+            HeaderValue::try_from(format!("aws-sdk-js/1.0.34 KiroIDE-{KIRO_VERSION}-{machine}")).ok()?;
+        let user_agent = HeaderValue::try_from(format!(
+            "aws-sdk-js/1.0.34 ua/2.1 os/{} lang/js md/nodejs#22.22.0 api/codewhispererstreaming#1.0.34 m/E KiroIDE-{KIRO_VERSION}-{machine}",
+            std::env::consts::OS
+        ))
+        .ok()?;
+        Some(Identity {
+            access_token: credential.access_token.clone(),
+            refresh_token: credential.refresh_token.clone(),
+            authorization,
+            amz_user_agent,
+            user_agent,
+        })
+    }
+}
+
 fn machine_id(refresh_token: &str) -> String {
     let digest = Sha256::digest(format!("KotlinNativeAPI/{refresh_token}").as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -340,6 +395,48 @@ impl http_body::Body for PartsBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A credential as read from a token file with these tokens.
+    fn credential(dir: &std::path::Path, access: &str, refresh: &str) -> Credential {
+        let path = dir.join("kiro-auth-token.json");
+        let file = serde_json::json!({"accessToken": access, "refreshToken": refresh, "expiresAt": "2099-01-01T00:00:00Z"});
+        std::fs::write(&path, file.to_string()).expect("token file");
+        super::super::token::read_token_file(&path).expect("a token file").0
+    }
+
+    #[test]
+    fn the_credential_headers_are_built_once_per_token_pair() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let provider: Provider =
+            serde_json::from_value(serde_json::json!({"type": "aws", "endpoint": "http://127.0.0.1:9"}))
+                .expect("a provider");
+        let client = CodeWhispererClient::new("a", &provider, &HttpClients::default());
+        assert_eq!(
+            client.generate_url.as_ref().map(reqwest::Url::as_str),
+            Some("http://127.0.0.1:9/generateAssistantResponse")
+        );
+        let first = credential(dir.path(), "access-1", "refresh-1");
+        let id = client.identity(&first).expect("headers");
+        assert_eq!(id.authorization, "Bearer access-1");
+        assert!(id.authorization.is_sensitive(), "the bearer is never logged");
+        let machine = machine_id("refresh-1");
+        assert_eq!(id.amz_user_agent, format!("aws-sdk-js/1.0.34 KiroIDE-{KIRO_VERSION}-{machine}").as_str());
+        assert!(
+            id.user_agent.to_str().expect("ascii").ends_with(&format!("KiroIDE-{KIRO_VERSION}-{machine}"))
+        );
+        assert!(Arc::ptr_eq(&id, &client.identity(&first).expect("headers")), "the same tokens reuse them");
+
+        let refreshed = credential(dir.path(), "access-2", "refresh-1");
+        let id2 = client.identity(&refreshed).expect("headers");
+        assert_eq!(id2.authorization, "Bearer access-2", "a new access token is sent at once");
+        assert_eq!(id2.amz_user_agent, id.amz_user_agent);
+        let rotated = credential(dir.path(), "access-2", "refresh-2");
+        let id3 = client.identity(&rotated).expect("headers");
+        assert_ne!(id3.amz_user_agent, id2.amz_user_agent, "the machine id follows the refresh token");
+
+        let broken = credential(dir.path(), "bad\naccess", "refresh-2");
+        assert!(client.identity(&broken).is_none(), "no header value with a line break in it");
+    }
 
     #[test]
     fn machine_id_is_64_hex_and_hides_the_token() {
