@@ -308,7 +308,6 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
-/// The 64-hex machine id Kiro IDE sends, derived from the refresh token (never the token itself).
 /// The headers that carry the credential: the bearer, and the user agents naming the machine.
 struct Identity {
     access_token: String,
@@ -340,6 +339,7 @@ impl Identity {
     }
 }
 
+/// The 64-hex machine id Kiro IDE sends, derived from the refresh token (never the token itself).
 fn machine_id(refresh_token: &str) -> String {
     let digest = Sha256::digest(format!("KotlinNativeAPI/{refresh_token}").as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
