@@ -63,9 +63,9 @@ pub struct CodeWhispererClient {
     idle_timeout: Duration,
     health_path: Option<String>,
     health_timeout: Duration,
-    /// `{api_base}/generateAssistantResponse`, parsed once (`None` if it does not parse: the
+    /// `{api_base}/generateAssistantResponse`, parsed once (as written if it does not parse: the
     /// request then fails as reqwest reports it).
-    generate_url: Option<reqwest::Url>,
+    generate_url: Result<reqwest::Url, String>,
     identity: Mutex<Option<Arc<Identity>>>,
 }
 
@@ -85,7 +85,10 @@ impl CodeWhispererClient {
         let api_base = provider.api_base();
         Arc::new(CodeWhispererClient {
             id: id.to_string(),
-            generate_url: reqwest::Url::parse(&format!("{api_base}/generateAssistantResponse")).ok(),
+            generate_url: {
+                let url = format!("{api_base}/generateAssistantResponse");
+                reqwest::Url::parse(&url).map_err(|_| url)
+            },
             identity: Mutex::new(None),
             api_base,
             http,
@@ -176,8 +179,8 @@ impl CodeWhispererClient {
     async fn post(&self, converted: &Converted, credential: &Credential) -> Result<Posted, UpstreamError> {
         let body = PartsBody::new(request_parts(converted, credential.profile_arn.as_deref()));
         let post = match &self.generate_url {
-            Some(url) => self.http.post(url.clone()),
-            None => self.http.post(format!("{}/generateAssistantResponse", self.api_base)),
+            Ok(url) => self.http.post(url.clone()),
+            Err(unparsed) => self.http.post(unparsed.as_str()),
         };
         let request = self
             .decorate(post, credential)
@@ -413,7 +416,7 @@ mod tests {
         let client = CodeWhispererClient::new("a", &provider, &HttpClients::default());
         assert_eq!(
             client.generate_url.as_ref().map(reqwest::Url::as_str),
-            Some("http://127.0.0.1:9/generateAssistantResponse")
+            Ok("http://127.0.0.1:9/generateAssistantResponse")
         );
         let first = credential(dir.path(), "access-1", "refresh-1");
         let id = client.identity(&first).expect("headers");
@@ -436,6 +439,49 @@ mod tests {
 
         let broken = credential(dir.path(), "bad\naccess", "refresh-2");
         assert!(client.identity(&broken).is_none(), "no header value with a line break in it");
+        let refused = client.decorate(client.http.post("http://127.0.0.1:9/x"), &broken).build();
+        assert!(refused.is_err(), "such a token fails the request before it is sent");
+    }
+
+    #[test]
+    fn requests_carry_the_headers_kiro_ide_sends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let provider: Provider =
+            serde_json::from_value(serde_json::json!({"type": "aws", "endpoint": "http://127.0.0.1:9"}))
+                .expect("a provider");
+        let client = CodeWhispererClient::new("a", &provider, &HttpClients::default());
+        let credential = credential(dir.path(), "access-1", "refresh-1");
+        let machine = machine_id("refresh-1");
+        // Twice: built the first time, reused the second.
+        let mut invocations = Vec::new();
+        for _ in 0..2 {
+            let request = client
+                .decorate(client.http.post("http://127.0.0.1:9/x"), &credential)
+                .build()
+                .expect("a request");
+            let header =
+                |name: &str| request.headers().get(name).map(|v| v.to_str().expect("ascii").to_owned());
+            assert_eq!(header("authorization").as_deref(), Some("Bearer access-1"));
+            assert!(request.headers()["authorization"].is_sensitive());
+            assert_eq!(header("x-amzn-codewhisperer-optout").as_deref(), Some("true"));
+            assert_eq!(header("x-amzn-kiro-agent-mode").as_deref(), Some("vibe"));
+            assert_eq!(
+                header("x-amz-user-agent"),
+                Some(format!("aws-sdk-js/1.0.34 KiroIDE-0.11.107-{machine}"))
+            );
+            assert_eq!(
+                header("user-agent"),
+                Some(format!(
+                    "aws-sdk-js/1.0.34 ua/2.1 os/{} lang/js md/nodejs#22.22.0 api/codewhispererstreaming#1.0.34 m/E KiroIDE-0.11.107-{machine}",
+                    std::env::consts::OS
+                ))
+            );
+            let invocation = header("amz-sdk-invocation-id").expect("an invocation id");
+            assert!(uuid::Uuid::parse_str(&invocation).is_ok(), "{invocation}");
+            invocations.push(invocation);
+            assert_eq!(header("amz-sdk-request").as_deref(), Some("attempt=1; max=3"));
+        }
+        assert_ne!(invocations[0], invocations[1], "each request has an invocation id of its own");
     }
 
     #[test]
