@@ -407,13 +407,18 @@ mod tests {
         super::super::token::read_token_file(&path).expect("a token file").0
     }
 
-    #[test]
-    fn the_credential_headers_are_built_once_per_token_pair() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    /// A client for an upstream at 127.0.0.1:9 (nothing is sent to it).
+    fn local_client() -> Arc<CodeWhispererClient> {
         let provider: Provider =
             serde_json::from_value(serde_json::json!({"type": "aws", "endpoint": "http://127.0.0.1:9"}))
                 .expect("a provider");
-        let client = CodeWhispererClient::new("a", &provider, &HttpClients::default());
+        CodeWhispererClient::new("a", &provider, &HttpClients::default())
+    }
+
+    #[test]
+    fn the_credential_headers_are_built_once_per_token_pair() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client = local_client();
         assert_eq!(
             client.generate_url.as_ref().map(reqwest::Url::as_str),
             Ok("http://127.0.0.1:9/generateAssistantResponse")
@@ -446,10 +451,7 @@ mod tests {
     #[test]
     fn requests_carry_the_headers_kiro_ide_sends() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let provider: Provider =
-            serde_json::from_value(serde_json::json!({"type": "aws", "endpoint": "http://127.0.0.1:9"}))
-                .expect("a provider");
-        let client = CodeWhispererClient::new("a", &provider, &HttpClients::default());
+        let client = local_client();
         let credential = credential(dir.path(), "access-1", "refresh-1");
         let machine = machine_id("refresh-1");
         // Twice: built the first time, reused the second.
