@@ -46,17 +46,15 @@ impl Text {
         &self.0[1..self.0.len() - 1]
     }
 
-    /// [`Text::raw`] as a `str` (checked again: for the few texts read as text, such as image data).
+    /// [`Text::raw`] as a `str`, for the texts read as text (image data, decoding): checked
+    /// again, with the same check the body had, since `Text` holds bytes.
     pub fn raw_str(&self) -> &str {
-        std::str::from_utf8(self.raw()).unwrap_or_default()
+        simdutf8::basic::from_utf8(self.raw()).unwrap_or_default()
     }
 
     /// The decoded string: borrowed when the JSON had no escape.
     pub fn unescaped(&self) -> Cow<'_, str> {
-        match String::from_utf8_lossy(self.raw()) {
-            Cow::Borrowed(raw) => unescape(raw),
-            Cow::Owned(raw) => Cow::Owned(unescape(&raw).into_owned()),
-        }
+        unescape(self.raw_str())
     }
 
     /// Length in bytes of the JSON text between the quotes: what the token estimate counts
