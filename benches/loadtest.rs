@@ -794,11 +794,11 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
     let failures: u64 = rows
         .iter()
         .map(|r| {
-            r.direct.failures
-                + r.bare.failures
-                + r.ccr.failures
-                + r.redis.as_ref().map_or(0, |f| f.failures)
-                + r.base.as_ref().map_or(0, |f| f.failures)
+            [Some(&r.direct), Some(&r.bare), Some(&r.ccr), r.redis.as_ref(), r.base.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|f| f.failures)
+                .sum::<u64>()
         })
         .sum::<u64>()
         + stream_failures;
